@@ -1,0 +1,235 @@
+//! What the gateway sends back: a function's own response passed through unchanged, or a
+//! JSON error. This is the one place where errors become HTTP status codes.
+
+use std::io::Cursor;
+
+use tiny_http::{Header, Response, StatusCode};
+
+use crate::scheduler::{FunctionResponse, InvokeError};
+
+/// Response headers that describe one connection, not the response; tiny_http sets them.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub function: Option<String>,
+    /// Whether a worker had to start; `None` when no worker was involved.
+    pub cold: Option<bool>,
+}
+
+impl Answer {
+    pub fn from_function(response: FunctionResponse) -> Answer {
+        Answer {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+            function: None,
+            cold: None,
+        }
+    }
+
+    pub fn json(status: u16, body: &serde_json::Value) -> Answer {
+        Answer {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+            function: None,
+            cold: None,
+        }
+    }
+
+    pub fn for_function(mut self, name: &str) -> Answer {
+        self.function = Some(name.to_string());
+        self
+    }
+
+    /// The tiny_http response. For HEAD the body is not sent, but a Content-Length the
+    /// function set is kept (otherwise it is the length of the body it returned).
+    pub fn into_response(self, invocation: &str, is_head: bool) -> Response<Cursor<Vec<u8>>> {
+        let mut length = self.body.len();
+        let mut headers = Vec::with_capacity(self.headers.len() + 3);
+        for (name, value) in &self.headers {
+            let lower = name.to_ascii_lowercase();
+            if lower == "content-length" {
+                if let (true, Ok(declared)) = (is_head, value.trim().parse::<usize>()) {
+                    length = declared;
+                }
+                continue;
+            }
+            if HOP_BY_HOP.contains(&lower.as_str()) {
+                continue;
+            }
+            match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                Ok(header) => headers.push(header),
+                Err(()) => log::warn!("dropping response header {name:?}: not a valid HTTP header invocation={invocation}"),
+            }
+        }
+        let mut extra = vec![("X-Invocation-Id", invocation)];
+        if let Some(cold) = self.cold {
+            extra.push(("X-Cold-Start", if cold { "true" } else { "false" }));
+        }
+        if !self
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("server"))
+        {
+            extra.push(("Server", "bunbase-functions"));
+        }
+        for (name, value) in extra {
+            headers.push(Header::from_bytes(name, value).expect("gateway headers are ASCII"));
+        }
+        Response::new(
+            StatusCode(self.status),
+            headers,
+            Cursor::new(self.body),
+            Some(length),
+            None,
+        )
+        .with_chunked_threshold(usize::MAX)
+    }
+}
+
+fn error_answer(status: u16, code: &str, message: &str) -> Answer {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    Answer::json(status, &body)
+}
+
+/// The answer for an invocation that produced no response of the function's own.
+pub fn error(error: InvokeError) -> Answer {
+    match error {
+        InvokeError::NotFound => not_found("no function with this name is deployed"),
+        InvokeError::NotDeployed(reason) => error_answer(500, "not_deployed", &reason),
+        InvokeError::QueueFull => {
+            let mut answer = error_answer(
+                429,
+                "queue_full",
+                "all workers are busy and the queue is full; retry shortly",
+            );
+            answer.headers.push(("retry-after".into(), "1".into()));
+            answer
+        }
+        InvokeError::Timeout(limit) => error_answer(
+            504,
+            "timeout",
+            &format!(
+                "the function did not answer within {} ms",
+                limit.as_millis()
+            ),
+        ),
+        InvokeError::StartFailed(reason) => error_answer(
+            500,
+            "start_failed",
+            &format!("the function's worker failed to start: {}", public(&reason)),
+        ),
+        InvokeError::Threw { name, message, .. } => {
+            error_answer(500, "function_error", &format!("{name}: {message}"))
+        }
+        InvokeError::Crashed(reason) => error_answer(
+            502,
+            "worker_crashed",
+            &format!("the function's worker died: {}", public(&reason)),
+        ),
+        InvokeError::BadResponse(reason) => error_answer(502, "bad_response", &reason),
+    }
+}
+
+/// A worker's exit reason without its stderr tail, which belongs in the logs only.
+fn public(reason: &str) -> &str {
+    reason.split("; stderr:").next().unwrap_or(reason)
+}
+
+pub fn not_found(message: &str) -> Answer {
+    error_answer(404, "not_found", message)
+}
+
+pub fn bad_request(message: &str) -> Answer {
+    error_answer(400, "bad_request", message)
+}
+
+pub fn too_large(max: usize) -> Answer {
+    let message = format!("the request body is larger than max_body_size ({max} bytes)");
+    error_answer(413, "payload_too_large", &message)
+}
+
+pub fn shutting_down() -> Answer {
+    error_answer(503, "shutting_down", "the server is shutting down")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn header<'a>(response: &'a Response<Cursor<Vec<u8>>>, name: &'static str) -> Option<&'a str> {
+        response
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+    }
+
+    #[test]
+    fn errors_map_to_status_and_code() {
+        let cases = [
+            (error(InvokeError::NotFound), 404, "not_found"),
+            (error(InvokeError::QueueFull), 429, "queue_full"),
+            (
+                error(InvokeError::Timeout(Duration::from_secs(2))),
+                504,
+                "timeout",
+            ),
+            (
+                error(InvokeError::Crashed(
+                    "exited with code 3; stderr: secret".into(),
+                )),
+                502,
+                "worker_crashed",
+            ),
+            (too_large(10), 413, "payload_too_large"),
+            (shutting_down(), 503, "shutting_down"),
+        ];
+        for (answer, status, code) in cases {
+            assert_eq!(answer.status, status);
+            let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+            assert_eq!(body["error"]["code"], code);
+            assert!(!body.to_string().contains("secret"));
+        }
+    }
+
+    #[test]
+    fn function_headers_pass_through_with_gateway_headers_added() {
+        let mut answer = Answer::from_function(FunctionResponse {
+            status: 201,
+            headers: vec![
+                ("set-cookie".into(), "a=1".into()),
+                ("set-cookie".into(), "b=2".into()),
+                ("transfer-encoding".into(), "chunked".into()),
+                ("content-length".into(), "999".into()),
+            ],
+            body: b"hello".to_vec(),
+        });
+        answer.cold = Some(true);
+        let response = answer.into_response("abc", false);
+        let cookies = response
+            .headers()
+            .iter()
+            .filter(|h| h.field.equiv("set-cookie"))
+            .count();
+        assert_eq!(cookies, 2);
+        assert_eq!(header(&response, "x-invocation-id"), Some("abc"));
+        assert_eq!(header(&response, "x-cold-start"), Some("true"));
+        assert_eq!(header(&response, "transfer-encoding"), None);
+        assert_eq!(response.status_code(), 201);
+        assert_eq!(response.data_length(), Some(5));
+    }
+}

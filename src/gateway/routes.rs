@@ -1,0 +1,138 @@
+//! Routing of one HTTP request: `/functions/{name}[/rest]` invokes, `GET /health` reports,
+//! anything else is 404. Writes one access line per request.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tiny_http::{Method, Request};
+
+use super::answer::{self, Answer};
+use super::request::{self, BodyError};
+use super::Context;
+use crate::registry::valid_name;
+use crate::scheduler::InvokeError;
+
+pub fn handle(mut request: Request, context: &Context) {
+    let started = Instant::now();
+    let id = request::new_invocation_id();
+    let method = request.method().clone();
+    let url = request.url().to_string();
+    let path = url.split('?').next().unwrap_or("").to_string();
+
+    let answer = catch_unwind(AssertUnwindSafe(|| {
+        route(&mut request, context, &id, &method, &path)
+    }))
+    .unwrap_or_else(|_| {
+        log::error!("gateway panicked while handling {method} {path} invocation={id}");
+        answer::error(InvokeError::Crashed(
+            "the gateway failed while handling this request".into(),
+        ))
+    });
+
+    let status = answer.status;
+    let function = answer.function.clone();
+    let cold = answer.cold;
+    let is_head = method == Method::Head;
+    if let Err(e) = request.respond(answer.into_response(&id, is_head)) {
+        log::debug!("failed to write the response invocation={id}: {e}");
+    }
+    log::info!(
+        "{method} {path} status={status} function={} invocation={id} cold={} duration_ms={}",
+        function.as_deref().unwrap_or("-"),
+        cold.map_or("-", |c| if c { "true" } else { "false" }),
+        started.elapsed().as_millis()
+    );
+}
+
+fn route(
+    request: &mut Request,
+    context: &Context,
+    id: &str,
+    method: &Method,
+    path: &str,
+) -> Answer {
+    match (method, path) {
+        (Method::Get | Method::Head, "/health") => health(context),
+        (_, p) if p.starts_with("/functions/") => {
+            invoke(request, context, id, &p["/functions/".len()..])
+        }
+        _ => answer::not_found(&format!("no route for {method} {path}")),
+    }
+}
+
+fn health(context: &Context) -> Answer {
+    let stopping = context.stopping.load(Ordering::Acquire);
+    let body = serde_json::json!({
+        "status": if stopping { "stopping" } else { "ok" },
+        "functions": context.registry.stats(),
+    });
+    Answer::json(if stopping { 503 } else { 200 }, &body)
+}
+
+fn invoke(request: &mut Request, context: &Context, id: &str, rest: &str) -> Answer {
+    let received = Instant::now();
+    let name = rest.split('/').next().unwrap_or("");
+    if !valid_name(name) {
+        return answer::not_found("no such function (names match [a-z0-9][a-z0-9_-]{0,63})");
+    }
+    if context.registry.lookup(name).is_none() {
+        return answer::error(InvokeError::NotFound).for_function(name);
+    }
+    let invocation = match request::to_invocation(received, request, context, id, name) {
+        Ok(invocation) => invocation,
+        Err(BodyError::TooLarge) => {
+            return answer::too_large(context.max_body_size).for_function(name)
+        }
+        Err(BodyError::Read(e)) => {
+            return answer::bad_request(&format!("failed to read the request body: {e}"))
+        }
+    };
+    let completed = context.scheduler.invoke(&invocation);
+    log::debug!(
+        "invocation finished function={name} invocation={id} version={:?} cold={} invoke_ms={}",
+        completed.version,
+        completed.cold,
+        completed.duration.as_millis()
+    );
+    if let Err(e) = &completed.result {
+        log_failure(name, id, e);
+    }
+    let mut answer = match completed.result {
+        Ok(response) => Answer::from_function(response),
+        Err(e) => answer::error(e),
+    };
+    answer.cold = completed.version.map(|_| completed.cold);
+    answer.for_function(name)
+}
+
+fn log_failure(name: &str, id: &str, error: &InvokeError) {
+    match error {
+        InvokeError::Threw {
+            name: kind,
+            message,
+            stack,
+        } => {
+            log::warn!(
+                "function threw function={name} invocation={id} error={kind}: {message}\n{stack}"
+            )
+        }
+        InvokeError::Crashed(reason) => {
+            log::warn!("worker crashed function={name} invocation={id}: {reason}")
+        }
+        InvokeError::StartFailed(reason) => {
+            log::warn!("failed to start a worker function={name} invocation={id}: {reason}")
+        }
+        InvokeError::BadResponse(reason) => {
+            log::warn!("bad response function={name} invocation={id}: {reason}")
+        }
+        _ => {}
+    }
+}
+
+/// Answers a request that arrived while the server stops.
+pub fn refuse_shutting_down(request: Request) {
+    let id = request::new_invocation_id();
+    let is_head = *request.method() == Method::Head;
+    let _ = request.respond(answer::shutting_down().into_response(&id, is_head));
+}

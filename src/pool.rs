@@ -1,0 +1,272 @@
+//! One function version's workers: warm reuse, cold start on demand up to `max_workers`,
+//! a bounded queue of waiting invocations, idle reaping above `min_warm`, and retirement
+//! when a newer version is deployed or the server stops.
+//!
+//! The pool hands out capacity as grants: an idle worker, or a slot to start a new one.
+//! A returned worker or a freed slot goes straight to the oldest waiter, so a waiter is
+//! woken exactly once and never polls. No lock is held while a worker starts or stops.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::config::Limits;
+use crate::worker::{Worker, WorkerSpec};
+
+/// How long a retired or reaped worker may take to finish before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Capacity handed to an invocation.
+enum Grant {
+    Worker(Arc<Worker>),
+    Slot,
+}
+
+/// A worker lent to one invocation.
+pub struct Lease {
+    pub worker: Arc<Worker>,
+    pub cold: bool,
+}
+
+#[derive(Debug)]
+pub enum AcquireError {
+    QueueFull,
+    Timeout,
+    StartFailed(String),
+}
+
+#[derive(Default)]
+struct State {
+    idle: Vec<(Arc<Worker>, Instant)>,
+    /// Workers alive or starting, idle ones included.
+    total: usize,
+    waiters: VecDeque<(u64, Sender<Grant>)>,
+    next_waiter: u64,
+    retired: bool,
+}
+
+/// Counts for `/health`.
+#[derive(Debug, Serialize)]
+pub struct PoolStats {
+    pub version: i64,
+    pub workers: usize,
+    pub idle: usize,
+    pub queued: usize,
+}
+
+pub struct Pool {
+    pub spec: WorkerSpec,
+    pub limits: Limits,
+    state: Mutex<State>,
+}
+
+impl Pool {
+    pub fn new(spec: WorkerSpec, limits: Limits) -> Pool {
+        Pool {
+            spec,
+            limits,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Finds a warm worker, starts one, or waits in the queue, all before `deadline`.
+    pub fn acquire(&self, deadline: Instant) -> Result<Lease, AcquireError> {
+        let waiting = {
+            let mut state = self.state.lock();
+            while let Some((worker, _)) = state.idle.pop() {
+                if !worker.is_dead() {
+                    return Ok(Lease {
+                        worker,
+                        cold: false,
+                    });
+                }
+                state.total -= 1;
+            }
+            if state.total < self.limits.max_workers {
+                state.total += 1;
+                None
+            } else if state.waiters.len() >= self.limits.queue_depth {
+                return Err(AcquireError::QueueFull);
+            } else {
+                let (tx, rx) = bounded(1);
+                let id = state.next_waiter;
+                state.next_waiter += 1;
+                state.waiters.push_back((id, tx));
+                Some((id, rx))
+            }
+        };
+        let grant = match waiting {
+            None => Grant::Slot,
+            Some((id, rx)) => self.wait_for_grant(id, rx, deadline)?,
+        };
+        match grant {
+            Grant::Worker(worker) => Ok(Lease {
+                worker,
+                cold: false,
+            }),
+            Grant::Slot => self
+                .start_worker(deadline)
+                .map(|worker| Lease { worker, cold: true }),
+        }
+    }
+
+    fn wait_for_grant(
+        &self,
+        id: u64,
+        rx: Receiver<Grant>,
+        deadline: Instant,
+    ) -> Result<Grant, AcquireError> {
+        select! {
+            recv(rx) -> grant => return Ok(grant.expect("a queued waiter's sender is kept until it is granted")),
+            recv(crossbeam_channel::at(deadline)) -> _ => {}
+        }
+        let mut state = self.state.lock();
+        if let Some(at) = state.waiters.iter().position(|(waiter, _)| *waiter == id) {
+            state.waiters.remove(at);
+            return Err(AcquireError::Timeout);
+        }
+        // Granted while timing out: pass the grant on instead of dropping it.
+        drop(state);
+        if let Ok(grant) = rx.try_recv() {
+            match grant {
+                Grant::Worker(worker) => self.release(worker),
+                Grant::Slot => self.free_slot(),
+            }
+        }
+        Err(AcquireError::Timeout)
+    }
+
+    /// Starts a worker in a slot already counted in `total`; frees the slot on failure.
+    fn start_worker(&self, deadline: Instant) -> Result<Arc<Worker>, AcquireError> {
+        let started = Instant::now();
+        let result = Worker::spawn(&self.spec)
+            .map_err(|e| format!("failed to start {}: {e}", self.spec.bun.display()))
+            .and_then(|worker| worker.wait_ready(deadline).map(|_| worker));
+        match result {
+            Ok(worker) => {
+                log::info!(
+                    "worker ready function={} version={} worker={} start_ms={}",
+                    self.spec.function,
+                    self.spec.version,
+                    worker.id,
+                    started.elapsed().as_millis()
+                );
+                Ok(Arc::new(worker))
+            }
+            Err(reason) => {
+                self.free_slot();
+                Err(AcquireError::StartFailed(reason))
+            }
+        }
+    }
+
+    /// Returns a worker after an invocation: to the oldest waiter, else to the idle list.
+    pub fn release(&self, worker: Arc<Worker>) {
+        if worker.is_dead() {
+            return self.free_slot();
+        }
+        let mut state = self.state.lock();
+        if let Some((_, waiter)) = state.waiters.pop_front() {
+            let _ = waiter.send(Grant::Worker(worker));
+        } else if state.retired {
+            state.total -= 1;
+            drop(state);
+            stop_in_background(worker);
+        } else {
+            state.idle.push((worker, Instant::now()));
+        }
+    }
+
+    /// Kills a worker that can no longer be trusted (deadline passed, crashed).
+    pub fn discard(&self, worker: Arc<Worker>, why: &str) {
+        worker.kill(why);
+        self.free_slot();
+    }
+
+    fn free_slot(&self) {
+        let mut state = self.state.lock();
+        match state.waiters.pop_front() {
+            Some((_, waiter)) => {
+                let _ = waiter.send(Grant::Slot);
+            }
+            None => state.total -= 1,
+        }
+    }
+
+    /// Stops idle workers past `idle_timeout` (keeping `min_warm`) and dead ones, then
+    /// starts workers until `min_warm` are alive. Called periodically by the registry.
+    pub fn maintain(&self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        let missing = {
+            let mut state = self.state.lock();
+            let before = state.idle.len();
+            state.idle.retain(|(worker, _)| !worker.is_dead());
+            state.total -= before - state.idle.len();
+            // idle is ordered oldest first, since releases push to the back.
+            while state.total > self.limits.min_warm {
+                match state.idle.first() {
+                    Some((_, since)) if now.duration_since(*since) >= self.limits.idle_timeout => {
+                        expired.push(state.idle.remove(0).0);
+                        state.total -= 1;
+                    }
+                    _ => break,
+                }
+            }
+            let missing = if state.retired {
+                0
+            } else {
+                self.limits.min_warm.saturating_sub(state.total)
+            };
+            state.total += missing;
+            missing
+        };
+        for worker in expired {
+            log::info!(
+                "stopping idle worker function={} version={} worker={}",
+                self.spec.function,
+                self.spec.version,
+                worker.id
+            );
+            worker.stop(STOP_GRACE);
+        }
+        for _ in 0..missing {
+            if let Ok(worker) = self.start_worker(Instant::now() + Duration::from_secs(30)) {
+                self.release(worker);
+            }
+        }
+    }
+
+    /// Marks the pool retired: no worker is kept idle from now on. Returns the idle ones
+    /// for the caller to stop; busy ones stop when their invocation returns them.
+    pub fn retire(&self) -> Vec<Arc<Worker>> {
+        let mut state = self.state.lock();
+        state.retired = true;
+        let idle: Vec<_> = state.idle.drain(..).map(|(worker, _)| worker).collect();
+        state.total -= idle.len();
+        idle
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let state = self.state.lock();
+        PoolStats {
+            version: self.spec.version,
+            workers: state.total,
+            idle: state.idle.len(),
+            queued: state.waiters.len(),
+        }
+    }
+}
+
+fn stop_in_background(worker: Arc<Worker>) {
+    let spawned = std::thread::Builder::new()
+        .name(format!("stop-worker-{}", worker.id))
+        .spawn(move || worker.stop(STOP_GRACE));
+    if let Err(e) = spawned {
+        log::error!("failed to start a thread to stop a worker: {e}");
+    }
+}

@@ -1,0 +1,126 @@
+//! `functions serve`: start-up in order (data dir, Bun, metadata, restore and deploy,
+//! pool maintenance, gateway) and the orderly shutdown: stop intake, let in-flight
+//! invocations finish within the grace period, stop workers, kill stragglers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::deploy::{DeployError, Deployer};
+use crate::gateway::Gateway;
+use crate::registry::Registry;
+use crate::runtime::{self, RuntimeError};
+use crate::scheduler::Scheduler;
+use crate::signals::Signals;
+use crate::store::metadata::{Metadata, StoreError};
+use crate::worker;
+
+#[derive(Debug)]
+pub enum ServeError {
+    DataDir(std::path::PathBuf, std::io::Error),
+    Runtime(RuntimeError),
+    Store(StoreError),
+    Deploy(DeployError),
+    Gateway(String),
+    Signals(ctrlc::Error),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::DataDir(path, e) => {
+                write!(f, "failed to create data dir {}: {e}", path.display())
+            }
+            ServeError::Runtime(e) => write!(f, "{e}"),
+            ServeError::Store(e) => write!(f, "{e}"),
+            ServeError::Deploy(e) => write!(f, "{e}"),
+            ServeError::Gateway(e) => write!(f, "{e}"),
+            ServeError::Signals(e) => write!(f, "failed to install signal handlers: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// How the server ended.
+pub enum Stopped {
+    /// Every in-flight invocation finished within the grace period.
+    Clean,
+    /// The grace period ran out; the remaining invocations were cut off.
+    CutOff,
+}
+
+pub fn run(config: Config) -> Result<Stopped, ServeError> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|e| ServeError::DataDir(data_dir.clone(), e))?;
+    let bun = runtime::find_bun(config.bun_path.as_deref()).map_err(ServeError::Runtime)?;
+    let script = runtime::install_worker_script(data_dir).map_err(ServeError::Runtime)?;
+    log::info!(
+        "using bun={} data_dir={}",
+        bun.display(),
+        data_dir.display()
+    );
+    let meta = Arc::new(Metadata::open(data_dir).map_err(ServeError::Store)?);
+    let registry = Arc::new(Registry::default());
+    let deployer = Deployer {
+        meta,
+        registry: Arc::clone(&registry),
+        data_dir: data_dir.clone(),
+        bun,
+        script,
+        limits: config.limits.clone(),
+    };
+
+    let restored = deployer.restore().map_err(ServeError::Store)?;
+    log::info!("restored {restored} deployed functions");
+    if let Some(dir) = &config.functions_dir {
+        let deployed = deployer.deploy_dir(dir).map_err(ServeError::Deploy)?;
+        log::info!("deployed {deployed} functions from {}", dir.display());
+    }
+    registry.start_maintenance();
+    let signals = Signals::install().map_err(ServeError::Signals)?;
+
+    let mut gateway = match config.enable_http {
+        true => Some(
+            Gateway::start(
+                &config.http_host,
+                config.http_port,
+                config.http_threads,
+                Scheduler::new(Arc::clone(&registry)),
+                Arc::clone(&registry),
+                config.max_body_size,
+            )
+            .map_err(|e| ServeError::Gateway(e.to_string()))?,
+        ),
+        false => None,
+    };
+
+    signals.wait();
+    log::info!(
+        "shutting down: refusing new requests, grace={:?}",
+        config.shutdown_grace
+    );
+    let deadline = Instant::now() + config.shutdown_grace;
+    let mut stopped = Stopped::Clean;
+    if let Some(gateway) = gateway.as_mut() {
+        gateway.stop_intake();
+        if !gateway.drain(deadline) {
+            log::warn!("grace period over with invocations still running; cutting them off");
+            stopped = Stopped::CutOff;
+        }
+    }
+    let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    registry.shutdown(remaining);
+    let killed = worker::kill_all();
+    if killed > 0 {
+        log::warn!("killed {killed} workers still running at exit");
+    }
+    if let Some(gateway) = gateway {
+        gateway.join();
+    }
+    log::info!("stopped");
+    Ok(stopped)
+}

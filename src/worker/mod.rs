@@ -1,0 +1,251 @@
+//! One Bun worker: a child process running `bun/worker.ts` on a function's bundle.
+//!
+//! Each worker owns three named threads: a writer that feeds stdin from a bounded channel,
+//! a reader that parses NDJSON from stdout and routes replies to waiting invocations by id,
+//! and a stderr drain that logs the child's stderr and keeps its tail. The reader also reaps
+//! the child: when stdout closes it waits for the exit status, kills what is left of the
+//! process group, and fails every pending invocation with the reason the worker died.
+
+mod lines;
+mod pipes;
+pub mod process;
+pub mod protocol;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError};
+use parking_lot::Mutex;
+
+use protocol::{ErrorMsg, ResponseMsg};
+
+/// Environment variables of the server that workers inherit; everything else is dropped
+/// so one function never sees the server's or another function's secrets.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "TMPDIR", "LANG", "TZ"];
+
+/// What a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub function: String,
+    pub version: i64,
+    pub bun: PathBuf,
+    pub script: PathBuf,
+    pub bundle: PathBuf,
+    pub env: BTreeMap<String, String>,
+}
+
+/// The outcome of one invocation as the worker reports it.
+#[derive(Debug)]
+pub enum Reply {
+    Response(ResponseMsg),
+    Error(ErrorMsg),
+    Crashed(String),
+}
+
+/// Invocations waiting for a reply, and why the worker died once it has.
+#[derive(Default)]
+struct Pending {
+    waiting: HashMap<String, Sender<Reply>>,
+    exit: Option<String>,
+}
+
+/// State the worker's threads share with it.
+struct Shared {
+    function: String,
+    version: i64,
+    worker_id: u64,
+    pending: Mutex<Pending>,
+}
+
+pub struct Worker {
+    pub id: u64,
+    pid: u32,
+    shared: Arc<Shared>,
+    input: Mutex<Option<Sender<Vec<u8>>>>,
+    ready: Receiver<Result<(), String>>,
+    /// Disconnected once the child has been reaped.
+    exited: Receiver<()>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+static NEXT_WORKER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Process ids of every worker not yet reaped, by worker id, so shutdown can kill them all.
+static LIVE: Mutex<BTreeMap<u64, u32>> = Mutex::new(BTreeMap::new());
+
+/// Kills every worker still running; returns how many. The last step of shutdown.
+pub fn kill_all() -> usize {
+    let live: Vec<u32> = LIVE.lock().values().copied().collect();
+    for pid in &live {
+        process::kill_group(*pid);
+    }
+    live.len()
+}
+
+impl Worker {
+    /// Starts a worker; it is usable once [`Worker::wait_ready`] succeeds.
+    pub fn spawn(spec: &WorkerSpec) -> std::io::Result<Worker> {
+        let mut command = Command::new(&spec.bun);
+        command
+            .arg(&spec.script)
+            .arg(&spec.bundle)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = spec.bundle.parent() {
+            command.current_dir(dir);
+        }
+        for name in INHERITED_ENV {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command.envs(&spec.env);
+        let mut child = process::spawn(command)?;
+
+        let id = NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed);
+        let pid = child.id();
+        LIVE.lock().insert(id, pid);
+        let shared = Arc::new(Shared {
+            function: spec.function.clone(),
+            version: spec.version,
+            worker_id: id,
+            pending: Mutex::new(Pending::default()),
+        });
+        let (input_tx, input_rx) = bounded(64);
+        let (ready_tx, ready_rx) = bounded(1);
+        let (exited_tx, exited_rx) = bounded(0);
+
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let name = |role: &str| format!("{}-{role}-{id}", spec.function);
+        let writer = pipes::start(name("stdin"), move || pipes::write_stdin(stdin, input_rx));
+        let tail = Arc::new(Mutex::new(pipes::StderrTail::default()));
+        let stderr_shared = Arc::clone(&shared);
+        let stderr_tail = Arc::clone(&tail);
+        let drain = pipes::start(name("stderr"), move || {
+            pipes::drain_stderr(stderr, &stderr_shared, &stderr_tail)
+        });
+        let reader_shared = Arc::clone(&shared);
+        let reader = pipes::start(name("stdout"), move || {
+            let exit = pipes::ChildExit {
+                child,
+                stderr_thread: drain,
+                tail,
+                exited: exited_tx,
+            };
+            pipes::read_stdout(stdout, &reader_shared, ready_tx, exit)
+        });
+
+        log::debug!(
+            "started worker function={} version={} worker={id} pid={pid}",
+            spec.function,
+            spec.version
+        );
+        Ok(Worker {
+            id,
+            pid,
+            shared,
+            input: Mutex::new(Some(input_tx)),
+            ready: ready_rx,
+            exited: exited_rx,
+            threads: Mutex::new(vec![writer, reader]),
+        })
+    }
+
+    /// Waits until the worker says it is ready, it dies, or `deadline` passes.
+    pub fn wait_ready(&self, deadline: Instant) -> Result<(), String> {
+        select! {
+            recv(self.ready) -> outcome => match outcome {
+                Ok(result) => result,
+                Err(_) => Err(self.exit_reason().unwrap_or_else(|| "worker exited".into())),
+            },
+            recv(crossbeam_channel::at(deadline)) -> _ => Err("worker did not become ready before the deadline".into()),
+        }
+    }
+
+    /// Sends an invocation line; the reply arrives on the returned channel.
+    pub fn invoke(&self, id: &str, line: Vec<u8>) -> Receiver<Reply> {
+        let (tx, rx) = bounded(1);
+        let mut pending = self.shared.pending.lock();
+        if let Some(reason) = &pending.exit {
+            let _ = tx.send(Reply::Crashed(reason.clone()));
+            return rx;
+        }
+        let sent = match self.input.lock().as_ref() {
+            Some(input) => input.try_send(line).is_ok(),
+            None => false,
+        };
+        if sent {
+            pending.waiting.insert(id.to_string(), tx);
+        } else {
+            let _ = tx.send(Reply::Crashed("worker is not accepting input".into()));
+        }
+        rx
+    }
+
+    /// Stops waiting for `id` (after its deadline passed).
+    pub fn forget(&self, id: &str) {
+        self.shared.pending.lock().waiting.remove(id);
+    }
+
+    /// Whether the child has exited (or is known to be dying).
+    pub fn is_dead(&self) -> bool {
+        self.shared.pending.lock().exit.is_some()
+    }
+
+    fn exit_reason(&self) -> Option<String> {
+        self.shared.pending.lock().exit.clone()
+    }
+
+    fn reaped(&self) -> bool {
+        matches!(self.exited.try_recv(), Err(TryRecvError::Disconnected))
+    }
+
+    /// Kills the worker's process group now. The reader thread reaps it.
+    pub fn kill(&self, why: &str) {
+        if !self.reaped() {
+            log::debug!(
+                "killing worker function={} version={} worker={} pid={} reason={why}",
+                self.shared.function,
+                self.shared.version,
+                self.id,
+                self.pid
+            );
+            process::kill_group(self.pid);
+        }
+    }
+
+    /// Closes stdin (the worker finishes in-flight work and exits), waits up to `grace`,
+    /// then kills it; joins its threads either way.
+    pub fn stop(&self, grace: Duration) {
+        self.input.lock().take();
+        let deadline = Instant::now() + grace;
+        if !matches!(self.exited.recv_deadline(deadline), Err(e) if e.is_disconnected()) {
+            self.kill("did not exit within the grace period");
+        }
+        self.join();
+    }
+
+    fn join(&self) {
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for handle in threads {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.input.lock().take();
+        self.kill("dropped");
+        self.join();
+    }
+}

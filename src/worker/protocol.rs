@@ -1,0 +1,125 @@
+//! The NDJSON messages between the server and a Bun worker (`bun/worker.ts`).
+//!
+//! One JSON object a line. Headers travel as ordered `[name, value]` pairs so repeated
+//! headers survive; bodies travel as base64. Every message about an invocation carries its
+//! id, so several invocations can share a worker. `docs/architecture.md` lists the fields.
+
+use serde::{Deserialize, Serialize};
+
+/// Header pairs in wire order.
+pub type Headers = Vec<(String, String)>;
+
+/// Parent -> child. Closing the child's stdin asks it to finish in-flight work and exit.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToWorker<'a> {
+    Invoke {
+        id: &'a str,
+        method: &'a str,
+        url: &'a str,
+        headers: &'a Headers,
+        body: String,
+        deadline: u64,
+    },
+}
+
+impl ToWorker<'_> {
+    /// The message as one protocol line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).expect("protocol messages always serialize");
+        line.push(b'\n');
+        line
+    }
+}
+
+/// A complete response of the handler.
+#[derive(Debug, Deserialize)]
+pub struct ResponseMsg {
+    pub id: String,
+    pub status: u16,
+    #[serde(default)]
+    pub headers: Headers,
+    #[serde(default)]
+    pub body: String,
+}
+
+/// An error the handler raised, or that kept the module from loading.
+#[derive(Debug, Deserialize, Clone)]
+pub struct ErrorMsg {
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub stack: String,
+}
+
+/// Child -> parent.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromWorker {
+    Ready {
+        #[serde(default)]
+        pid: Option<u32>,
+    },
+    Response(ResponseMsg),
+    Log {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        level: String,
+        #[serde(default)]
+        message: String,
+    },
+    Error(ErrorMsg),
+}
+
+/// Parses one line; `None` when it is not protocol (stray output of the function).
+pub fn parse_line(line: &[u8]) -> Option<FromWorker> {
+    if line.first() != Some(&b'{') {
+        return None;
+    }
+    serde_json::from_slice(line).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invoke_line_has_pairs_and_newline() {
+        let headers = vec![
+            ("a".to_string(), "1".to_string()),
+            ("a".to_string(), "2".to_string()),
+        ];
+        let msg = ToWorker::Invoke {
+            id: "i1",
+            method: "GET",
+            url: "http://h/functions/x",
+            headers: &headers,
+            body: String::new(),
+            deadline: 5,
+        };
+        let line = String::from_utf8(msg.to_line()).unwrap();
+        assert!(line.ends_with("}\n"));
+        assert!(line.contains(r#""type":"invoke""#));
+        assert!(line.contains(r#""headers":[["a","1"],["a","2"]]"#));
+    }
+
+    #[test]
+    fn replies_parse_and_stray_output_does_not() {
+        let line =
+            br#"{"type":"response","id":"i1","status":201,"headers":[["x","y"]],"body":"aGk="}"#;
+        match parse_line(line) {
+            Some(FromWorker::Response(r)) => assert_eq!((r.status, r.headers.len()), (201, 1)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_line(br#"{"type":"ready","pid":4}"#),
+            Some(FromWorker::Ready { .. })
+        ));
+        assert!(parse_line(b"hello from the function").is_none());
+        assert!(parse_line(br#"{"not":"protocol"}"#).is_none());
+    }
+}
