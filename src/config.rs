@@ -457,6 +457,20 @@ mod tests {
     }
 
     #[test]
+    fn repository_functions_conf_lists_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("functions.conf");
+        let text = std::fs::read_to_string(&path).unwrap();
+        for k in KEYS {
+            let line = format!("{} = {}", k.name, k.default);
+            assert!(text.lines().any(|l| l.trim_end() == line.trim_end()), "missing {line:?}");
+            assert!(text.contains(&format!("# {}", k.help)), "missing help of {}", k.name);
+        }
+        let mut layers = Layers::new();
+        layers.apply_file(&path).unwrap();
+        layers.resolve().unwrap();
+    }
+
+    #[test]
     fn file_errors_point_at_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("functions.conf");
