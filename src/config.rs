@@ -462,8 +462,15 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         for k in KEYS {
             let line = format!("{} = {}", k.name, k.default);
-            assert!(text.lines().any(|l| l.trim_end() == line.trim_end()), "missing {line:?}");
-            assert!(text.contains(&format!("# {}", k.help)), "missing help of {}", k.name);
+            assert!(
+                text.lines().any(|l| l.trim_end() == line.trim_end()),
+                "missing {line:?}"
+            );
+            assert!(
+                text.contains(&format!("# {}", k.help)),
+                "missing help of {}",
+                k.name
+            );
         }
         let mut layers = Layers::new();
         layers.apply_file(&path).unwrap();

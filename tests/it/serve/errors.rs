@@ -1,0 +1,153 @@
+//! The gateway's error answers, each a JSON `{"error":{"code","message"}}` with its
+//! status: timeout, thrown error, crashed worker, unknown function, failed deploy, body
+//! too large and full queue. After each, the function must serve again.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::with_functions;
+use crate::support::{assert_error, Request, Server};
+
+#[test]
+fn never_resolving_function_gets_504_after_the_timeout_and_the_next_call_succeeds() {
+    let server = with_functions(&["hang.ts"])
+        .config("invocation_timeout", "1s")
+        .start();
+
+    let started = Instant::now();
+    let response = server.get("/functions/hang");
+    let took = started.elapsed();
+    assert_error(&response, 504, "timeout");
+    let window = Duration::from_millis(900)..Duration::from_secs(3);
+    assert!(
+        window.contains(&took),
+        "504 after {took:?}, expected about 1 s"
+    );
+
+    let next = server.get("/functions/hang/ok");
+    assert_eq!((next.status, next.text().as_str()), (200, "ok\n"));
+}
+
+#[test]
+fn throwing_function_gets_500_with_its_message_and_the_next_call_succeeds() {
+    let server = with_functions(&["throws.ts"]).start();
+
+    let response = server.get("/functions/throws");
+    assert_error(&response, 500, "function_error");
+    let message = response.json()["error"]["message"].to_string();
+    assert!(
+        message.contains("deliberate failure from throws.ts"),
+        "message: {message}"
+    );
+    let logged = server.wait_for_log("deliberate failure from throws.ts", Duration::from_secs(5));
+    assert!(
+        logged,
+        "the error is not in the log:\n{}",
+        server.logs_tail(4000)
+    );
+
+    let next = server.get("/functions/throws/ok");
+    assert_eq!((next.status, next.text().as_str()), (200, "ok\n"));
+}
+
+#[test]
+fn unknown_function_gets_404_not_found() {
+    let server = with_functions(&["hello.ts"]).start();
+
+    let response = server.get("/functions/no-such-function/sub?x=1");
+
+    assert_error(&response, 404, "not_found");
+    assert!(response
+        .header("x-invocation-id")
+        .is_some_and(|id| !id.is_empty()));
+}
+
+#[test]
+fn syntax_error_fails_that_deploy_only_and_logs_the_compiler_message() {
+    let server = with_functions(&["hello.ts", "broken.ts"]).start();
+    let compiler_says = r#"Expected ")" but found ";""#;
+
+    let broken = server.get("/functions/broken");
+    assert_error(&broken, 500, "not_deployed");
+    let message = broken.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains(compiler_says),
+        "message lacks the build error: {message}"
+    );
+
+    let logs = server.logs();
+    assert!(
+        logs.contains(compiler_says) && logs.contains("broken.ts"),
+        "logs:\n{logs}"
+    );
+    let hello = server.get("/functions/hello");
+    assert_eq!(
+        (hello.status, hello.text().as_str()),
+        (200, "hello world\n")
+    );
+}
+
+#[test]
+fn body_over_max_body_size_gets_413() {
+    let server = with_functions(&["echo-json.ts"])
+        .config("max_body_size", "1M")
+        .start();
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let post =
+        || Request::new("POST", "/functions/echo-json").header("Content-Type", "application/json");
+
+    let response = server.call(&post().body(big.clone()));
+    assert_error(&response, 413, "payload_too_large");
+
+    let pieces = big.chunks(512 * 1024).map(<[u8]>::to_vec).collect();
+    let response = server.call(&post().chunked(pieces));
+    assert_error(&response, 413, "payload_too_large");
+
+    let small = server.call(&post().body(r#"{"fits":true}"#));
+    assert_eq!(small.status, 200, "body: {}", small.text());
+}
+
+#[test]
+fn crashed_worker_gets_502_and_a_fresh_worker_serves_the_next_call() {
+    let source = r#"export default (req: Request) => {
+  if (!new URL(req.url).pathname.endsWith("/ok")) process.exit(3);
+  return new Response("ok\n");
+};"#;
+    let server = Server::builder().function("exits.ts", source).start();
+
+    let response = server.get("/functions/exits");
+    assert_error(&response, 502, "worker_crashed");
+
+    let next = server.get("/functions/exits/ok");
+    assert_eq!((next.status, next.text().as_str()), (200, "ok\n"));
+}
+
+#[test]
+fn full_queue_gets_429_with_retry_after() {
+    let server = with_functions(&["slow.ts"])
+        .config("max_workers", "1")
+        .config("queue_depth", "1")
+        .start();
+
+    // Eight calls of one second at once: one worker and one queue slot cannot hold them.
+    let responses: Vec<_> = thread::scope(|s| {
+        let calls: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| server.get("/functions/slow?ms=1000")))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    assert!(
+        statuses.contains(&200) && statuses.contains(&429),
+        "statuses: {statuses:?}"
+    );
+    for response in responses.iter().filter(|r| r.status != 200) {
+        assert_error(response, 429, "queue_full");
+        let retry = response.header("retry-after").unwrap_or_default();
+        assert!(retry.parse::<u64>().is_ok(), "Retry-After: {retry:?}");
+    }
+}
