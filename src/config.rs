@@ -30,6 +30,21 @@ pub const KEYS: &[Key] = &[
         "Unix socket path; empty means <data_dir>/functions.sock",
     ),
     key(
+        "socket_group",
+        "",
+        "group allowed to use the socket (mode 0660); empty means owner only (0600)",
+    ),
+    key(
+        "api_threads",
+        "4",
+        "socket API threads, each serving one connection at a time",
+    ),
+    key(
+        "max_frame_size",
+        "64M",
+        "largest socket API request frame accepted",
+    ),
+    key(
         "functions_dir",
         "",
         "deploy every function in this directory at start-up",
@@ -102,10 +117,10 @@ const fn key(name: &'static str, default: &'static str, help: &'static str) -> K
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
-    // FIXME: the Unix-socket API that listens here does not exist yet (issue 3); the
-    // value is validated and kept so configurations written today stay valid.
-    #[allow(dead_code)]
     pub socket: PathBuf,
+    pub socket_group: Option<String>,
+    pub api_threads: usize,
+    pub max_frame_size: usize,
     pub functions_dir: Option<PathBuf>,
     pub enable_http: bool,
     pub http_host: String,
@@ -301,6 +316,15 @@ impl Layers {
         }
         Ok(Config {
             socket,
+            socket_group: self.parse("socket_group", |v| {
+                Ok((!v.is_empty()).then(|| v.to_string()))
+            })?,
+            api_threads: self.parse("api_threads", |v| positive(v, 1024))?,
+            max_frame_size: self.parse("max_frame_size", |v| match parse_size(v)? {
+                n if n < 1024 => Err("must be at least 1K".into()),
+                n if n > u32::MAX as u64 => Err("must be below 4G".into()),
+                n => Ok(n as usize),
+            })?,
             functions_dir: self.parse("functions_dir", optional_path)?,
             enable_http: self.parse("enable_http", parse_bool)?,
             http_host: self.parse("http_host", non_empty)?,

@@ -1,37 +1,57 @@
-//! Deploying functions: restoring the active deployments at start-up, and deploying every
-//! function of a `--functions-dir`. A deploy registers the function, builds a new version
-//! only when its source changed, records REGISTERED -> BUILT -> DEPLOYED, and routes the
-//! name to a fresh pool; a failed build leaves any older version serving.
+//! Deploying functions: restoring active deployments at start-up, deploying a functions
+//! directory or an uploaded source, rollback, environment changes and deletion.
+//!
+//! A deploy registers the function, builds a new immutable version only when the source
+//! changed, records REGISTERED -> BUILT -> DEPLOYED, warms `min_warm` workers, and only
+//! then routes the name to the new pool; the old pool drains its in-flight work. A failed
+//! build leaves the previous version serving. Deploys are serialized by one lock: they are
+//! rare, and two builds of one function must not race for a version number.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use serde::Serialize;
 
 use crate::bundler::{self, BuildError};
 use crate::config::Limits;
 use crate::pool::Pool;
 use crate::registry::{valid_name, Registry, Route};
 use crate::store::bundles::bundle_path;
-use crate::store::metadata::{Deployment, Metadata, StoreError};
+use crate::store::catalog::Settings;
+use crate::store::metadata::{Deployment, Env, Metadata, StoreError};
 use crate::worker::WorkerSpec;
 
 mod source;
 
-pub use source::{scan_dir, FunctionSource};
+pub use source::{scan_dir, Fnv64, FunctionSource};
 
 #[derive(Debug)]
 pub enum DeployError {
     Store(StoreError),
+    InvalidName(String),
+    NotFound(String),
     Source(String, String),
     Build(String, BuildError),
+    NoVersion(String, String),
 }
 
 impl fmt::Display for DeployError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeployError::Store(e) => write!(f, "{e}"),
+            DeployError::InvalidName(name) => {
+                write!(
+                    f,
+                    "invalid function name {name:?}: use [a-z0-9][a-z0-9_-]{{0,63}}"
+                )
+            }
+            DeployError::NotFound(name) => write!(f, "no function named {name}"),
             DeployError::Source(name, why) => write!(f, "failed to read function {name}: {why}"),
             DeployError::Build(name, e) => write!(f, "failed to build function {name}: {e}"),
+            DeployError::NoVersion(name, why) => write!(f, "function {name}: {why}"),
         }
     }
 }
@@ -44,6 +64,28 @@ impl From<StoreError> for DeployError {
     }
 }
 
+/// The outcome of a deploy, rollback or environment change.
+#[derive(Debug, Serialize)]
+pub struct Deployed {
+    pub name: String,
+    pub version: i64,
+    /// The source, environment and settings were all as already deployed.
+    pub unchanged: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_ms: Option<u64>,
+}
+
+/// Source code uploaded over the socket API.
+pub struct Upload<'a> {
+    pub name: &'a str,
+    pub filename: &'a str,
+    pub source: &'a [u8],
+    /// Replaces the stored environment when given.
+    pub env: Option<Env>,
+    /// Merged into the stored settings.
+    pub settings: Settings,
+}
+
 pub struct Deployer {
     pub meta: Arc<Metadata>,
     pub registry: Arc<Registry>,
@@ -51,25 +93,50 @@ pub struct Deployer {
     pub bun: PathBuf,
     pub script: PathBuf,
     pub limits: Limits,
+    serial: Mutex<()>,
 }
 
 impl Deployer {
+    pub fn new(
+        meta: Arc<Metadata>,
+        registry: Arc<Registry>,
+        data_dir: PathBuf,
+        bun: PathBuf,
+        script: PathBuf,
+        limits: Limits,
+    ) -> Deployer {
+        Deployer {
+            meta,
+            registry,
+            data_dir,
+            bun,
+            script,
+            limits,
+            serial: Mutex::new(()),
+        }
+    }
+
     /// Routes every active deployment recorded in metadata.db; returns how many.
     pub fn restore(&self) -> Result<usize, StoreError> {
         let deployments = self.meta.active_deployments()?;
         for deployment in &deployments {
             let bundle = bundle_path(&self.data_dir, deployment.function_id, deployment.version);
-            if bundle.is_file() {
-                self.registry
-                    .activate(&deployment.name, self.pool(deployment, bundle));
-            } else {
+            if !bundle.is_file() {
                 let why = format!(
                     "bundle {} is missing; deploy the function again",
                     bundle.display()
                 );
                 log::error!("failed to restore function={}: {why}", deployment.name);
                 self.registry.mark_failed(&deployment.name, why);
+                continue;
             }
+            let settings = self
+                .meta
+                .function(&deployment.name)?
+                .map(|f| f.settings)
+                .unwrap_or_default();
+            self.registry
+                .activate(&deployment.name, self.pool(deployment, &settings, bundle));
         }
         Ok(deployments.len())
     }
@@ -81,7 +148,7 @@ impl Deployer {
             scan_dir(dir).map_err(|e| DeployError::Source(dir.display().to_string(), e))?;
         let mut deployed = 0;
         for source in sources {
-            match self.deploy(&source) {
+            match self.deploy_source(&source) {
                 Ok(_) => deployed += 1,
                 Err(e) => {
                     log::error!("{e}");
@@ -92,17 +159,76 @@ impl Deployer {
         Ok(deployed)
     }
 
-    /// Deploys one function, building only if its source changed; returns the version.
-    pub fn deploy(&self, source: &FunctionSource) -> Result<i64, DeployError> {
-        debug_assert!(valid_name(&source.name));
+    /// Deploys one function of a functions directory. Its `NAME.env` file, when present,
+    /// replaces the stored environment.
+    pub fn deploy_source(&self, source: &FunctionSource) -> Result<Deployed, DeployError> {
         let name = &source.name;
         let digest = source
             .digest()
             .map_err(|e| DeployError::Source(name.clone(), e))?;
-        let env = source
-            .env()
-            .map_err(|e| DeployError::Source(name.clone(), e))?;
+        let env = match &source.env_file {
+            Some(_) => Some(
+                source
+                    .env()
+                    .map_err(|e| DeployError::Source(name.clone(), e))?,
+            ),
+            None => None,
+        };
+        self.deploy_code(name, &digest, &source.entry, env, &Settings::default())
+    }
+
+    /// Deploys uploaded source, stored under `data/sources/{function_id}/{digest}/`.
+    pub fn deploy_upload(&self, upload: &Upload) -> Result<Deployed, DeployError> {
+        let name = upload.name;
+        if !valid_name(name) {
+            return Err(DeployError::InvalidName(name.to_string()));
+        }
+        let filename = entry_filename(upload.filename).ok_or_else(|| {
+            DeployError::Source(
+                name.to_string(),
+                format!(
+                    "{:?} is not a .ts, .js, .mts or .mjs file name",
+                    upload.filename
+                ),
+            )
+        })?;
+        let mut hash = Fnv64::default();
+        hash.write(filename.as_bytes());
+        hash.write(upload.source);
+        let digest = hash.finish();
+
         let function_id = self.meta.register(name)?;
+        let dir = self
+            .data_dir
+            .join("sources")
+            .join(function_id.to_string())
+            .join(&digest[6..]);
+        let entry = dir.join(filename);
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(&entry, upload.source))
+            .map_err(|e| {
+                DeployError::Source(name.to_string(), format!("cannot store the source: {e}"))
+            })?;
+        self.deploy_code(name, &digest, &entry, upload.env.clone(), &upload.settings)
+    }
+
+    fn deploy_code(
+        &self,
+        name: &str,
+        digest: &str,
+        entry: &Path,
+        env: Option<Env>,
+        settings: &Settings,
+    ) -> Result<Deployed, DeployError> {
+        let _serial = self.serial.lock();
+        let function_id = self.meta.register(name)?;
+        let stored = self
+            .meta
+            .function(name)?
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        let env = env.unwrap_or(stored.env.clone());
+        let mut merged = stored.settings.clone();
+        merged.merge(settings);
 
         let latest = self.meta.latest_version(function_id)?;
         let (version, needs_build) = match latest {
@@ -110,47 +236,208 @@ impl Deployer {
                 let bundle_ok = bundle_path(&self.data_dir, function_id, v.version).is_file();
                 (v.version, v.state == "FAILED" || !bundle_ok)
             }
-            _ => (self.meta.add_version(function_id, &digest)?, true),
+            _ => (self.meta.add_version(function_id, digest)?, true),
         };
-        let bundle = bundle_path(&self.data_dir, function_id, version);
+        let mut build_ms = None;
         if needs_build {
-            let started = std::time::Instant::now();
-            if let Err(e) = build_into(&self.bun, &source.entry, &bundle) {
+            let started = Instant::now();
+            let bundle = bundle_path(&self.data_dir, function_id, version);
+            if let Err(e) = build_into(&self.bun, entry, &bundle) {
                 self.meta
                     .mark_failed(function_id, version, &e.to_string())?;
-                return Err(DeployError::Build(name.clone(), e));
+                return Err(DeployError::Build(name.to_string(), e));
             }
             self.meta.mark_built(function_id, version)?;
+            build_ms = Some(started.elapsed().as_millis() as u64);
             log::info!(
                 "built function={name} version={version} build_ms={}",
-                started.elapsed().as_millis()
+                build_ms.unwrap_or(0)
             );
         }
+        self.meta.set_env(function_id, &env)?;
+        self.meta.set_settings(function_id, &merged)?;
+        self.activate(name, function_id, version, env, &merged, build_ms)
+    }
 
+    /// Makes `version` active with `env` unless exactly that is already serving.
+    fn activate(
+        &self,
+        name: &str,
+        function_id: i64,
+        version: i64,
+        env: Env,
+        settings: &Settings,
+        build_ms: Option<u64>,
+    ) -> Result<Deployed, DeployError> {
         let active = self.meta.active(function_id)?;
-        let unchanged = active
+        let limits = settings.apply(&self.limits);
+        let same_record = active
             .as_ref()
             .is_some_and(|a| a.version == version && a.env == env);
-        let routed = matches!(self.registry.lookup(name), Some(Route::Active(p)) if p.spec.version == version);
-        if unchanged && routed {
+        let serving = matches!(self.registry.lookup(name),
+            Some(Route::Active(p)) if p.spec.version == version && p.spec.env == env && p.limits == limits);
+        if same_record && serving {
             log::info!("function unchanged function={name} version={version}");
-            return Ok(version);
+            return Ok(Deployed {
+                name: name.to_string(),
+                version,
+                unchanged: true,
+                build_ms,
+            });
         }
-        if !unchanged {
+        if !same_record {
             self.meta.deploy(function_id, version, &env)?;
         }
         let deployment = Deployment {
-            name: name.clone(),
+            name: name.to_string(),
             function_id,
             version,
             env,
         };
-        self.registry.activate(name, self.pool(&deployment, bundle));
+        let pool = self.pool(
+            &deployment,
+            settings,
+            bundle_path(&self.data_dir, function_id, version),
+        );
+        // Warm the new version before it takes traffic: a deploy adds no cold starts, and
+        // a version whose workers cannot start never replaces a working one.
+        let deadline = Instant::now()
+            + limits
+                .invocation_timeout
+                .max(std::time::Duration::from_secs(10));
+        if let Err(reason) = pool.prewarm(deadline) {
+            pool.retire()
+                .into_iter()
+                .for_each(|w| w.kill("deploy aborted"));
+            return Err(DeployError::NoVersion(
+                name.to_string(),
+                format!("version {version} failed to start: {reason}"),
+            ));
+        }
+        self.registry.activate(name, pool);
         log::info!("deployed function={name} version={version}");
-        Ok(version)
+        Ok(Deployed {
+            name: name.to_string(),
+            version,
+            unchanged: false,
+            build_ms,
+        })
     }
 
-    fn pool(&self, deployment: &Deployment, bundle: PathBuf) -> Arc<Pool> {
+    /// Routes `name` back to an earlier built version: `to`, or the one deployed before
+    /// the current one.
+    pub fn rollback(&self, name: &str, to: Option<i64>) -> Result<Deployed, DeployError> {
+        let _serial = self.serial.lock();
+        let function = self
+            .meta
+            .function(name)?
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        let current = function.active_version.unwrap_or(0);
+        let target = match to {
+            Some(version) => version,
+            None => self
+                .meta
+                .previous_version(function.id, current)?
+                .ok_or_else(|| {
+                    DeployError::NoVersion(
+                        name.to_string(),
+                        "no earlier version to roll back to".into(),
+                    )
+                })?,
+        };
+        match self.meta.version_state(function.id, target)?.as_deref() {
+            Some("BUILT" | "DEPLOYED")
+                if bundle_path(&self.data_dir, function.id, target).is_file() => {}
+            Some(state) => {
+                return Err(DeployError::NoVersion(
+                    name.to_string(),
+                    format!("version {target} is {state} and cannot serve"),
+                ))
+            }
+            None => {
+                return Err(DeployError::NoVersion(
+                    name.to_string(),
+                    format!("version {target} does not exist"),
+                ))
+            }
+        }
+        self.activate(
+            name,
+            function.id,
+            target,
+            function.env,
+            &function.settings,
+            None,
+        )
+    }
+
+    /// Changes a function's stored environment and restarts its workers gracefully on
+    /// the same version. Returns the new environment.
+    pub fn update_env(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Env),
+    ) -> Result<Env, DeployError> {
+        let _serial = self.serial.lock();
+        let function = self
+            .meta
+            .function(name)?
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        let mut env = function.env.clone();
+        change(&mut env);
+        self.meta.set_env(function.id, &env)?;
+        if let Some(version) = function.active_version {
+            self.activate(
+                name,
+                function.id,
+                version,
+                env.clone(),
+                &function.settings,
+                None,
+            )?;
+        }
+        Ok(env)
+    }
+
+    /// Registers a function without deploying it (idempotent).
+    pub fn register(&self, name: &str, settings: &Settings) -> Result<(), DeployError> {
+        if !valid_name(name) {
+            return Err(DeployError::InvalidName(name.to_string()));
+        }
+        let _serial = self.serial.lock();
+        let function_id = self.meta.register(name)?;
+        let mut stored = self
+            .meta
+            .function(name)?
+            .map(|f| f.settings)
+            .unwrap_or_default();
+        stored.merge(settings);
+        self.meta.set_settings(function_id, &stored)?;
+        Ok(())
+    }
+
+    /// Removes a function: its route (in-flight work finishes), metadata and files.
+    pub fn delete(&self, name: &str) -> Result<(), DeployError> {
+        let _serial = self.serial.lock();
+        let function = self
+            .meta
+            .function(name)?
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        self.registry.remove(name);
+        self.meta.delete_function(function.id)?;
+        for dir in ["bundles", "sources"] {
+            let path = self.data_dir.join(dir).join(function.id.to_string());
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log::warn!("failed to remove {}: {e}", path.display());
+                }
+            }
+        }
+        log::info!("deleted function={name}");
+        Ok(())
+    }
+
+    fn pool(&self, deployment: &Deployment, settings: &Settings, bundle: PathBuf) -> Arc<Pool> {
         let spec = WorkerSpec {
             function: deployment.name.clone(),
             version: deployment.version,
@@ -159,8 +446,18 @@ impl Deployer {
             bundle,
             env: deployment.env.clone(),
         };
-        Arc::new(Pool::new(spec, self.limits.clone()))
+        Arc::new(Pool::new(spec, settings.apply(&self.limits)))
     }
+}
+
+/// The file name an uploaded entry is stored under, if it is a plain source file name.
+fn entry_filename(name: &str) -> Option<&str> {
+    let name = if name.is_empty() { "index.ts" } else { name };
+    let plain = !name.contains('/') && !name.starts_with('.') && name.len() <= 128;
+    let source = ["ts", "js", "mts", "mjs"]
+        .iter()
+        .any(|ext| name.ends_with(&format!(".{ext}")));
+    (plain && source).then_some(name)
 }
 
 fn build_into(bun: &Path, entry: &Path, bundle: &Path) -> Result<(), BuildError> {
@@ -170,4 +467,18 @@ fn build_into(bun: &Path, entry: &Path, bundle: &Path) -> Result<(), BuildError>
     }
     let entry = std::path::absolute(entry).unwrap_or_else(|_| entry.to_path_buf());
     bundler::build(bun, &entry, bundle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploaded_file_names_are_plain_source_files() {
+        assert_eq!(entry_filename(""), Some("index.ts"));
+        assert_eq!(entry_filename("hello.js"), Some("hello.js"));
+        for bad in ["../x.ts", "a/b.ts", ".hidden.ts", "notes.txt", "x.ts.exe"] {
+            assert_eq!(entry_filename(bad), None, "{bad}");
+        }
+    }
 }

@@ -15,10 +15,12 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::config::Limits;
-use crate::worker::{Worker, WorkerSpec};
+use crate::worker::{StartError, Worker, WorkerSpec};
 
 /// How long a retired or reaped worker may take to finish before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long maintenance waits before trying again to warm a version that failed to start.
+const PREWARM_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Capacity handed to an invocation.
 enum Grant {
@@ -35,7 +37,10 @@ pub struct Lease {
 #[derive(Debug)]
 pub enum AcquireError {
     QueueFull,
+    /// No worker came free before the deadline.
     Timeout,
+    /// A new worker was started but was not ready before the deadline.
+    StartTimeout,
     StartFailed(String),
 }
 
@@ -47,6 +52,7 @@ struct State {
     waiters: VecDeque<(u64, Sender<Grant>)>,
     next_waiter: u64,
     retired: bool,
+    prewarm_failed_at: Option<Instant>,
 }
 
 /// Counts for `/health`.
@@ -144,8 +150,17 @@ impl Pool {
     fn start_worker(&self, deadline: Instant) -> Result<Arc<Worker>, AcquireError> {
         let started = Instant::now();
         let result = Worker::spawn(&self.spec)
-            .map_err(|e| format!("failed to start {}: {e}", self.spec.bun.display()))
-            .and_then(|worker| worker.wait_ready(deadline).map(|_| worker));
+            .map_err(|e| {
+                AcquireError::StartFailed(format!(
+                    "failed to start {}: {e}",
+                    self.spec.bun.display()
+                ))
+            })
+            .and_then(|worker| match worker.wait_ready(deadline) {
+                Ok(()) => Ok(worker),
+                Err(StartError::Deadline) => Err(AcquireError::StartTimeout),
+                Err(StartError::Died(reason)) => Err(AcquireError::StartFailed(reason)),
+            });
         match result {
             Ok(worker) => {
                 log::info!(
@@ -157,9 +172,9 @@ impl Pool {
                 );
                 Ok(Arc::new(worker))
             }
-            Err(reason) => {
+            Err(e) => {
                 self.free_slot();
-                Err(AcquireError::StartFailed(reason))
+                Err(e)
             }
         }
     }
@@ -202,7 +217,7 @@ impl Pool {
     pub fn maintain(&self) {
         let now = Instant::now();
         let mut expired = Vec::new();
-        let missing = {
+        {
             let mut state = self.state.lock();
             let before = state.idle.len();
             state.idle.retain(|(worker, _)| !worker.is_dead());
@@ -217,14 +232,7 @@ impl Pool {
                     _ => break,
                 }
             }
-            let missing = if state.retired {
-                0
-            } else {
-                self.limits.min_warm.saturating_sub(state.total)
-            };
-            state.total += missing;
-            missing
-        };
+        }
         for worker in expired {
             log::info!(
                 "stopping idle worker function={} version={} worker={}",
@@ -234,9 +242,40 @@ impl Pool {
             );
             worker.stop(STOP_GRACE);
         }
-        for _ in 0..missing {
-            if let Ok(worker) = self.start_worker(Instant::now() + Duration::from_secs(30)) {
-                self.release(worker);
+        // A version whose workers fail to start is retried slowly, not in a tight loop.
+        let backing_off = self
+            .state
+            .lock()
+            .prewarm_failed_at
+            .is_some_and(|at| at.elapsed() < PREWARM_BACKOFF);
+        if backing_off {
+            return;
+        }
+        if let Err(e) = self.prewarm(Instant::now() + Duration::from_secs(30)) {
+            self.state.lock().prewarm_failed_at = Some(Instant::now());
+            log::warn!(
+                "failed to keep min_warm workers function={} version={}: {e}",
+                self.spec.function,
+                self.spec.version
+            );
+        }
+    }
+
+    /// Starts workers until `min_warm` are alive, one at a time; stops at the first
+    /// failure and returns it.
+    pub fn prewarm(&self, deadline: Instant) -> Result<(), String> {
+        loop {
+            {
+                let mut state = self.state.lock();
+                if state.retired || state.total >= self.limits.min_warm {
+                    return Ok(());
+                }
+                state.total += 1;
+            }
+            match self.start_worker(deadline) {
+                Ok(worker) => self.release(worker),
+                Err(AcquireError::StartFailed(reason)) => return Err(reason),
+                Err(other) => return Err(format!("{other:?}")),
             }
         }
     }

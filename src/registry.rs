@@ -69,6 +69,14 @@ impl Registry {
         }
     }
 
+    /// Removes the route of `name`; its pool drains in-flight work, then stops.
+    pub fn remove(&self, name: &str) {
+        let old = self.routes.write().remove(name);
+        if let Some(Route::Active(old)) = old {
+            stop_all(old.retire(), Duration::from_secs(5));
+        }
+    }
+
     /// Records that `name` has no deployable version, unless an older one still serves.
     pub fn mark_failed(&self, name: &str, reason: String) {
         let mut routes = self.routes.write();

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use crossbeam_channel::select;
 
+use crate::observe;
 use crate::pool::AcquireError;
 use crate::registry::{Registry, Route};
 use crate::worker::protocol::{Headers, ToWorker};
@@ -74,11 +75,23 @@ impl Scheduler {
         let mut cold = false;
         let mut version = None;
         let result = self.run(invocation, &mut cold, &mut version);
+        let duration = started.elapsed();
+        if let Err(e) = &result {
+            log_failure(&invocation.function, &invocation.id, e);
+        }
+        if version.is_some() {
+            let timed_out = matches!(result, Err(InvokeError::Timeout(_)));
+            let failed = match &result {
+                Ok(response) => response.status >= 500,
+                Err(_) => true,
+            };
+            observe::record_invocation(&invocation.function, failed, timed_out, cold, duration);
+        }
         Completed {
             result,
             cold,
             version,
-            duration: started.elapsed(),
+            duration,
         }
     }
 
@@ -100,7 +113,14 @@ impl Scheduler {
         let lease = pool.acquire(deadline).map_err(|e| match e {
             AcquireError::QueueFull => InvokeError::QueueFull,
             AcquireError::Timeout => InvokeError::Timeout(timeout),
-            AcquireError::StartFailed(reason) => InvokeError::StartFailed(reason),
+            AcquireError::StartTimeout => {
+                *cold = true;
+                InvokeError::Timeout(timeout)
+            }
+            AcquireError::StartFailed(reason) => {
+                *cold = true;
+                InvokeError::StartFailed(reason)
+            }
         })?;
         *cold = lease.cold;
         let worker = lease.worker;
@@ -153,6 +173,29 @@ impl Scheduler {
                 Err(InvokeError::Crashed(reason))
             }
         }
+    }
+}
+
+fn log_failure(name: &str, id: &str, error: &InvokeError) {
+    match error {
+        InvokeError::Threw {
+            name: kind,
+            message,
+            stack,
+        } => {
+            let detail = observe::escape_controls(&format!("{kind}: {message} stack={stack}"));
+            log::warn!("function threw function={name} invocation={id} error={detail}")
+        }
+        InvokeError::Crashed(reason) => {
+            log::warn!("worker crashed function={name} invocation={id}: {reason}")
+        }
+        InvokeError::StartFailed(reason) => {
+            log::warn!("failed to start a worker function={name} invocation={id}: {reason}")
+        }
+        InvokeError::BadResponse(reason) => {
+            log::warn!("bad response function={name} invocation={id}: {reason}")
+        }
+        _ => {}
     }
 }
 

@@ -6,6 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+
+use crate::api::{ApiContext, ApiServer, SocketError};
 use crate::config::Config;
 use crate::deploy::{DeployError, Deployer};
 use crate::gateway::Gateway;
@@ -24,6 +27,7 @@ pub enum ServeError {
     Deploy(DeployError),
     Gateway(String),
     Signals(ctrlc::Error),
+    Socket(SocketError),
 }
 
 impl fmt::Display for ServeError {
@@ -37,6 +41,7 @@ impl fmt::Display for ServeError {
             ServeError::Deploy(e) => write!(f, "{e}"),
             ServeError::Gateway(e) => write!(f, "{e}"),
             ServeError::Signals(e) => write!(f, "failed to install signal handlers: {e}"),
+            ServeError::Socket(e) => write!(f, "{e}"),
         }
     }
 }
@@ -63,14 +68,14 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
     );
     let meta = Arc::new(Metadata::open(data_dir).map_err(ServeError::Store)?);
     let registry = Arc::new(Registry::default());
-    let deployer = Deployer {
-        meta,
-        registry: Arc::clone(&registry),
-        data_dir: data_dir.clone(),
+    let deployer = Arc::new(Deployer::new(
+        Arc::clone(&meta),
+        Arc::clone(&registry),
+        data_dir.clone(),
         bun,
         script,
-        limits: config.limits.clone(),
-    };
+        config.limits.clone(),
+    ));
 
     let restored = deployer.restore().map_err(ServeError::Store)?;
     log::info!("restored {restored} deployed functions");
@@ -95,6 +100,25 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
         ),
         false => None,
     };
+    let context = ApiContext {
+        scheduler: Scheduler::new(Arc::clone(&registry)),
+        registry: Arc::clone(&registry),
+        deployer,
+        meta,
+        started: Instant::now(),
+        http: gateway
+            .as_ref()
+            .map(|g| format!("http://{}", g.local_addr())),
+        socket: config.socket.display().to_string(),
+    };
+    let api = ApiServer::start(
+        &config.socket,
+        config.socket_group.as_deref(),
+        config.api_threads,
+        config.max_frame_size,
+        Arc::new(context),
+    )
+    .map_err(ServeError::Socket)?;
 
     signals.wait();
     log::info!(
@@ -103,12 +127,21 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
     );
     let deadline = Instant::now() + config.shutdown_grace;
     let mut stopped = Stopped::Clean;
+    let api_stopped = stop_in_background(api);
     if let Some(gateway) = gateway.as_mut() {
         gateway.stop_intake();
         if !gateway.drain(deadline) {
-            log::warn!("grace period over with invocations still running; cutting them off");
             stopped = Stopped::CutOff;
         }
+    }
+    if matches!(
+        api_stopped.recv_deadline(deadline),
+        Err(RecvTimeoutError::Timeout)
+    ) {
+        stopped = Stopped::CutOff;
+    }
+    if matches!(stopped, Stopped::CutOff) {
+        log::warn!("grace period over with requests still running; cutting them off");
     }
     let remaining = deadline
         .saturating_duration_since(Instant::now())
@@ -121,6 +154,22 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
     if let Some(gateway) = gateway {
         gateway.join();
     }
+    let _ = api_stopped.recv();
     log::info!("stopped");
     Ok(stopped)
+}
+
+/// Stops the socket API on a thread of its own; the receiver disconnects when it is done.
+fn stop_in_background(api: ApiServer) -> Receiver<()> {
+    let (done_tx, done_rx) = bounded::<()>(0);
+    let spawned = std::thread::Builder::new()
+        .name("api-stop".into())
+        .spawn(move || {
+            api.stop();
+            drop(done_tx);
+        });
+    if let Err(e) = spawned {
+        log::error!("failed to start a thread to stop the socket api: {e}");
+    }
+    done_rx
 }

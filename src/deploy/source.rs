@@ -93,7 +93,7 @@ impl FunctionSource {
             hash.write(&(bytes.len() as u64).to_le_bytes());
             hash.write(&bytes);
         }
-        Ok(format!("fnv64:{:016x}", hash.0))
+        Ok(hash.finish())
     }
 
     /// The function's environment from its `.env` file (empty without one).
@@ -169,7 +169,7 @@ pub fn parse_env(text: &str) -> Result<Env, String> {
 }
 
 /// FNV-1a, 64 bits: stable across builds and platforms, which std's hasher is not.
-struct Fnv64(u64);
+pub struct Fnv64(u64);
 
 impl Default for Fnv64 {
     fn default() -> Fnv64 {
@@ -178,11 +178,16 @@ impl Default for Fnv64 {
 }
 
 impl Fnv64 {
-    fn write(&mut self, bytes: &[u8]) {
+    pub fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
+    }
+
+    /// The digest as stored in metadata.db.
+    pub fn finish(&self) -> String {
+        format!("fnv64:{:016x}", self.0)
     }
 }
 

@@ -161,6 +161,14 @@ pub fn too_large(max: usize) -> Answer {
     error_answer(413, "payload_too_large", &message)
 }
 
+pub fn internal() -> Answer {
+    error_answer(
+        500,
+        "internal",
+        "the server failed while handling this request; see its log",
+    )
+}
+
 pub fn shutting_down() -> Answer {
     error_answer(503, "shutting_down", "the server is shutting down")
 }

@@ -5,12 +5,12 @@
 //! in-flight requests finish on their threads. Requests already accepted but not yet
 //! picked up are answered 503.
 
-mod answer;
-mod request;
+pub mod answer;
+pub mod request;
 mod routes;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -31,6 +31,8 @@ pub struct Context {
     pub max_body_size: usize,
     pub local_addr: SocketAddr,
     pub stopping: AtomicBool,
+    /// Requests being handled right now.
+    pub in_flight: AtomicUsize,
 }
 
 pub struct Gateway {
@@ -76,6 +78,7 @@ impl Gateway {
             max_body_size,
             local_addr,
             stopping: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
         });
 
         let (finished_tx, finished_rx) = bounded::<()>(0);
@@ -99,6 +102,10 @@ impl Gateway {
         })
     }
 
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.context.local_addr
+    }
+
     /// Stops intake: answers 503 to accepted requests nobody picked up yet, then closes
     /// the listening socket. In-flight requests carry on.
     pub fn stop_intake(&mut self) {
@@ -112,8 +119,13 @@ impl Gateway {
     }
 
     /// Waits until in-flight requests finish or `deadline` passes; true if all finished.
+    /// Idle threads notice the stop within one poll interval, so once nothing is in
+    /// flight the grace period counts as kept even if they have not exited yet.
     pub fn drain(&self, deadline: Instant) -> bool {
-        matches!(self.finished.recv_deadline(deadline), Err(e) if e.is_disconnected())
+        match self.finished.recv_deadline(deadline) {
+            Err(e) if e.is_disconnected() => true,
+            _ => self.context.in_flight.load(Ordering::Acquire) == 0,
+        }
     }
 
     /// Joins every gateway thread.
@@ -132,7 +144,11 @@ fn serve_requests(server: Weak<Server>, context: Arc<Context>, _finished: Sender
         let received = server.recv_timeout(POLL);
         drop(server);
         match received {
-            Ok(Some(request)) => routes::handle(request, &context),
+            Ok(Some(request)) => {
+                context.in_flight.fetch_add(1, Ordering::AcqRel);
+                routes::handle(request, &context);
+                context.in_flight.fetch_sub(1, Ordering::AcqRel);
+            }
             Ok(None) => {}
             Err(e) => log::warn!("failed to receive an http request: {e}"),
         }

@@ -25,9 +25,7 @@ pub fn handle(mut request: Request, context: &Context) {
     }))
     .unwrap_or_else(|_| {
         log::error!("gateway panicked while handling {method} {path} invocation={id}");
-        answer::error(InvokeError::Crashed(
-            "the gateway failed while handling this request".into(),
-        ))
+        answer::internal()
     });
 
     let status = answer.status;
@@ -95,39 +93,12 @@ fn invoke(request: &mut Request, context: &Context, id: &str, rest: &str) -> Ans
         completed.cold,
         completed.duration.as_millis()
     );
-    if let Err(e) = &completed.result {
-        log_failure(name, id, e);
-    }
     let mut answer = match completed.result {
         Ok(response) => Answer::from_function(response),
         Err(e) => answer::error(e),
     };
     answer.cold = completed.version.map(|_| completed.cold);
     answer.for_function(name)
-}
-
-fn log_failure(name: &str, id: &str, error: &InvokeError) {
-    match error {
-        InvokeError::Threw {
-            name: kind,
-            message,
-            stack,
-        } => {
-            log::warn!(
-                "function threw function={name} invocation={id} error={kind}: {message}\n{stack}"
-            )
-        }
-        InvokeError::Crashed(reason) => {
-            log::warn!("worker crashed function={name} invocation={id}: {reason}")
-        }
-        InvokeError::StartFailed(reason) => {
-            log::warn!("failed to start a worker function={name} invocation={id}: {reason}")
-        }
-        InvokeError::BadResponse(reason) => {
-            log::warn!("bad response function={name} invocation={id}: {reason}")
-        }
-        _ => {}
-    }
 }
 
 /// Answers a request that arrived while the server stops.

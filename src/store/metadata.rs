@@ -33,7 +33,7 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-fn op(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+pub(super) fn op(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |source| StoreError { op, source }
 }
 
@@ -56,14 +56,16 @@ pub struct Deployment {
 }
 
 pub struct Metadata {
-    conn: Mutex<Connection>,
+    pub(super) conn: Mutex<Connection>,
 }
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS functions (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    env TEXT NOT NULL DEFAULT '{}',
+    settings TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS versions (
     function_id INTEGER NOT NULL REFERENCES functions(id),

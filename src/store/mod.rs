@@ -1,6 +1,7 @@
 //! Durable state under the data directory: function metadata in SQLite and bundle paths.
 
 pub mod bundles;
+pub mod catalog;
 pub mod metadata;
 
 /// Milliseconds since the Unix epoch, the timestamp format of every store.

@@ -39,6 +39,13 @@ pub struct WorkerSpec {
     pub env: BTreeMap<String, String>,
 }
 
+/// Why a worker did not become ready.
+#[derive(Debug)]
+pub enum StartError {
+    Died(String),
+    Deadline,
+}
+
 /// The outcome of one invocation as the worker reports it.
 #[derive(Debug)]
 pub enum Reply {
@@ -161,13 +168,17 @@ impl Worker {
     }
 
     /// Waits until the worker says it is ready, it dies, or `deadline` passes.
-    pub fn wait_ready(&self, deadline: Instant) -> Result<(), String> {
+    pub fn wait_ready(&self, deadline: Instant) -> Result<(), StartError> {
         select! {
             recv(self.ready) -> outcome => match outcome {
-                Ok(result) => result,
-                Err(_) => Err(self.exit_reason().unwrap_or_else(|| "worker exited".into())),
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(reason)) => Err(StartError::Died(reason)),
+                Err(_) => Err(StartError::Died(self.exit_reason().unwrap_or_else(|| "worker exited".into()))),
             },
-            recv(crossbeam_channel::at(deadline)) -> _ => Err("worker did not become ready before the deadline".into()),
+            recv(crossbeam_channel::at(deadline)) -> _ => {
+                self.kill("not ready before the deadline");
+                Err(StartError::Deadline)
+            }
         }
     }
 

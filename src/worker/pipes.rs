@@ -188,7 +188,8 @@ fn deliver(shared: &Shared, id: &str, reply: Reply) {
     }
 }
 
-/// Logs one line of function output, attributed to its invocation when known.
+/// Logs one line of function output, attributed to its invocation when known, and keeps
+/// it for GET_LOGS. Control characters are escaped so output cannot forge log lines.
 fn log_output(shared: &Shared, invocation: Option<&str>, level: &str, message: &str) {
     let level_filter = match level {
         "error" => log::Level::Error,
@@ -196,14 +197,24 @@ fn log_output(shared: &Shared, invocation: Option<&str>, level: &str, message: &
         "debug" | "trace" => log::Level::Debug,
         _ => log::Level::Info,
     };
+    let message = crate::observe::escape_controls(message);
     log::log!(
         target: "function",
         level_filter,
-        "function={} version={} invocation={} stream={level} {message}",
+        "function={} version={} invocation={} stream={} {message}",
         shared.function,
         shared.version,
-        invocation.unwrap_or("-")
+        invocation.unwrap_or("-"),
+        crate::observe::escape_controls(level)
     );
+    crate::observe::record_log(crate::observe::LogLine {
+        time_ms: crate::store::now_ms(),
+        function: shared.function.clone(),
+        version: shared.version,
+        invocation: invocation.map(str::to_string),
+        stream: level.to_string(),
+        message,
+    });
 }
 
 /// Text of a line, lossily decoded, with a marker when bytes were cut off.

@@ -1,0 +1,197 @@
+//! The Unix-socket API: a listener thread accepts connections and hands them to a fixed
+//! pool of connection threads over a bounded channel. A connection carries any number of
+//! request frames, one after another; each gets one response frame.
+//!
+//! A frame that cannot be parsed gets an error frame when the connection can still be
+//! trusted to be in step (bad JSON, unknown command), and the connection is closed when
+//! it cannot (bad length, truncated frame). Either way the server carries on.
+
+pub mod codes;
+pub mod frame;
+pub mod handlers;
+pub mod socket;
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter};
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{bounded, Receiver};
+use parking_lot::Mutex;
+use serde_json::json;
+
+use codes::{Command, Status};
+use frame::{Frame, FrameError};
+pub use handlers::ApiContext;
+pub use socket::SocketError;
+
+/// Open connections by id, so shutdown can end their reads.
+type Open = Mutex<HashMap<u64, UnixStream>>;
+
+pub struct ApiServer {
+    path: PathBuf,
+    stopping: Arc<AtomicBool>,
+    open: Arc<Open>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ApiServer {
+    /// Binds `path` and starts the listener and `threads` connection threads.
+    pub fn start(
+        path: &Path,
+        group: Option<&str>,
+        threads: usize,
+        max_frame: usize,
+        context: Arc<ApiContext>,
+    ) -> Result<ApiServer, SocketError> {
+        let listener = socket::bind(path, group)?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let open: Arc<Open> = Arc::default();
+        let (tx, rx) = bounded::<UnixStream>(threads * 4);
+
+        let mut handles = Vec::with_capacity(threads + 1);
+        for n in 0..threads {
+            let rx = rx.clone();
+            let context = Arc::clone(&context);
+            let open = Arc::clone(&open);
+            let handle = thread::Builder::new()
+                .name(format!("api-{n}"))
+                .spawn(move || serve_connections(rx, &context, &open, max_frame))
+                .map_err(|e| SocketError::Io("start a thread for", path.to_path_buf(), e))?;
+            handles.push(handle);
+        }
+        let accept_stopping = Arc::clone(&stopping);
+        let handle = thread::Builder::new()
+            .name("api-accept".into())
+            .spawn(move || accept(listener, tx, &accept_stopping))
+            .map_err(|e| SocketError::Io("start a thread for", path.to_path_buf(), e))?;
+        handles.push(handle);
+        log::info!(
+            "socket api listening on {} threads={threads}",
+            path.display()
+        );
+        Ok(ApiServer {
+            path: path.to_path_buf(),
+            stopping,
+            open,
+            threads: handles,
+        })
+    }
+
+    /// Stops accepting, lets requests being handled finish, ends idle connections, joins
+    /// every thread and removes the socket file.
+    pub fn stop(self) {
+        self.stopping.store(true, Ordering::Release);
+        // Wake the accept loop; it sees the flag and drops the channel's sender.
+        let _ = UnixStream::connect(&self.path);
+        for stream in self.open.lock().values() {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+        for handle in self.threads {
+            let _ = handle.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn accept(
+    listener: UnixListener,
+    tx: crossbeam_channel::Sender<UnixStream>,
+    stopping: &AtomicBool,
+) {
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::Acquire) {
+            break;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                log::warn!("failed to accept a socket connection: {e}");
+                continue;
+            }
+        };
+        if let Err(e) = tx.try_send(stream) {
+            // Every connection thread is busy and the backlog is full: say so and close.
+            let mut stream = e.into_inner();
+            let busy = error_frame(Status::Busy, "busy", "too many connections; retry shortly");
+            let _ = busy.write_to(&mut stream);
+        }
+    }
+}
+
+fn serve_connections(
+    rx: Receiver<UnixStream>,
+    context: &ApiContext,
+    open: &Open,
+    max_frame: usize,
+) {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    for stream in rx {
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        if let Ok(clone) = stream.try_clone() {
+            open.lock().insert(id, clone);
+        }
+        serve_connection(stream, context, max_frame);
+        open.lock().remove(&id);
+    }
+}
+
+fn serve_connection(stream: UnixStream, context: &ApiContext, max_frame: usize) {
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut writer = BufWriter::new(write_half);
+    loop {
+        let request = match Frame::read_from(&mut reader, max_frame) {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => return,
+            Err(FrameError::BadJson(e)) => {
+                log::warn!("socket api: bad request frame: {e}");
+                let answer = error_frame(
+                    Status::BadRequest,
+                    "bad_frame",
+                    &format!("bad request frame: {e}"),
+                );
+                if answer.write_to(&mut writer).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Err(e) => {
+                // The byte stream is out of step: answer if we can, then hang up.
+                log::warn!("socket api: closing a connection after a bad frame: {e}");
+                let _ = error_frame(Status::BadRequest, "bad_frame", &e.to_string())
+                    .write_to(&mut writer);
+                return;
+            }
+        };
+        let response = match Command::from_code(request.code) {
+            Some(command) => handlers::dispatch(context, command, request),
+            None => {
+                log::warn!("socket api: unknown command code {:#04x}", request.code);
+                error_frame(
+                    Status::BadRequest,
+                    "unknown_command",
+                    &format!("unknown command code {}", request.code),
+                )
+            }
+        };
+        if let Err(e) = response.write_to(&mut writer) {
+            log::debug!("socket api: failed to write a response: {e}");
+            return;
+        }
+    }
+}
+
+/// An error response: `{"error":{"code":...,"message":...}}`.
+pub fn error_frame(status: Status, code: &str, message: &str) -> Frame {
+    Frame::new(
+        status.code(),
+        json!({ "error": { "code": code, "message": message } }),
+    )
+}
