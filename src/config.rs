@@ -49,6 +49,11 @@ pub const KEYS: &[Key] = &[
         "",
         "deploy every function in this directory at start-up",
     ),
+    key(
+        "watch",
+        "false",
+        "redeploy functions_dir functions when their files change",
+    ),
     key("enable_http", "true", "serve functions over HTTP"),
     key("http_host", "127.0.0.1", "address the HTTP gateway binds"),
     key(
@@ -122,6 +127,7 @@ pub struct Config {
     pub api_threads: usize,
     pub max_frame_size: usize,
     pub functions_dir: Option<PathBuf>,
+    pub watch: bool,
     pub enable_http: bool,
     pub http_host: String,
     pub http_port: u16,
@@ -326,6 +332,7 @@ impl Layers {
                 n => Ok(n as usize),
             })?,
             functions_dir: self.parse("functions_dir", optional_path)?,
+            watch: self.parse("watch", parse_bool)?,
             enable_http: self.parse("enable_http", parse_bool)?,
             http_host: self.parse("http_host", non_empty)?,
             http_port: self.parse("http_port", |v| v.parse().map_err(|_| "not a port".into()))?,

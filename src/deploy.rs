@@ -19,7 +19,7 @@ use crate::bundler::{self, BuildError};
 use crate::config::Limits;
 use crate::pool::Pool;
 use crate::registry::{valid_name, Registry, Route};
-use crate::store::bundles::bundle_path;
+use crate::store::bundles::{bundle_path, version_dir};
 use crate::store::catalog::Settings;
 use crate::store::metadata::{Deployment, Env, Metadata, StoreError};
 use crate::worker::WorkerSpec;
@@ -163,9 +163,6 @@ impl Deployer {
     /// replaces the stored environment.
     pub fn deploy_source(&self, source: &FunctionSource) -> Result<Deployed, DeployError> {
         let name = &source.name;
-        let digest = source
-            .digest()
-            .map_err(|e| DeployError::Source(name.clone(), e))?;
         let env = match &source.env_file {
             Some(_) => Some(
                 source
@@ -174,7 +171,7 @@ impl Deployer {
             ),
             None => None,
         };
-        self.deploy_code(name, &digest, &source.entry, env, &Settings::default())
+        self.deploy_code(name, &source.entry, env, &Settings::default())
     }
 
     /// Deploys uploaded source, stored under `data/sources/{function_id}/{digest}/`.
@@ -209,13 +206,15 @@ impl Deployer {
             .map_err(|e| {
                 DeployError::Source(name.to_string(), format!("cannot store the source: {e}"))
             })?;
-        self.deploy_code(name, &digest, &entry, upload.env.clone(), &upload.settings)
+        self.deploy_code(name, &entry, upload.env.clone(), &upload.settings)
     }
 
+    /// Builds `entry` and deploys the result. A version is identified by the digest of its
+    /// bundle, so an edit anywhere in what the entry imports makes a new version, and a
+    /// rebuild of unchanged code keeps the version it had.
     fn deploy_code(
         &self,
         name: &str,
-        digest: &str,
         entry: &Path,
         env: Option<Env>,
         settings: &Settings,
@@ -230,33 +229,62 @@ impl Deployer {
         let mut merged = stored.settings.clone();
         merged.merge(settings);
 
-        let latest = self.meta.latest_version(function_id)?;
-        let (version, needs_build) = match latest {
-            Some(v) if v.digest == digest => {
-                let bundle_ok = bundle_path(&self.data_dir, function_id, v.version).is_file();
-                (v.version, v.state == "FAILED" || !bundle_ok)
-            }
-            _ => (self.meta.add_version(function_id, digest)?, true),
-        };
-        let mut build_ms = None;
-        if needs_build {
-            let started = Instant::now();
-            let bundle = bundle_path(&self.data_dir, function_id, version);
-            if let Err(e) = build_into(&self.bun, entry, &bundle) {
-                self.meta
-                    .mark_failed(function_id, version, &e.to_string())?;
-                return Err(DeployError::Build(name.to_string(), e));
-            }
-            self.meta.mark_built(function_id, version)?;
-            build_ms = Some(started.elapsed().as_millis() as u64);
-            log::info!(
-                "built function={name} version={version} build_ms={}",
-                build_ms.unwrap_or(0)
-            );
+        let started = Instant::now();
+        let function_dir = self.data_dir.join("bundles").join(function_id.to_string());
+        let staging = function_dir.join(format!("staging-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        let staged_bundle = staging.join("bundle.js");
+        if let Err(e) = build_into(&self.bun, entry, &staged_bundle) {
+            let _ = std::fs::remove_dir_all(&staging);
+            self.record_build_failure(function_id, &e.to_string())?;
+            return Err(DeployError::Build(name.to_string(), e));
         }
+        let build_ms = started.elapsed().as_millis() as u64;
+        let digest =
+            file_digest(&staged_bundle).map_err(|e| DeployError::Source(name.to_string(), e))?;
+
+        let latest = self.meta.latest_version(function_id)?;
+        let version = match latest {
+            Some(v)
+                if v.digest == digest
+                    && v.state != "FAILED"
+                    && bundle_path(&self.data_dir, function_id, v.version).is_file() =>
+            {
+                let _ = std::fs::remove_dir_all(&staging);
+                v.version
+            }
+            _ => {
+                let version = self.meta.add_version(function_id, &digest)?;
+                let target = version_dir(&self.data_dir, function_id, version);
+                let _ = std::fs::remove_dir_all(&target);
+                std::fs::rename(&staging, &target).map_err(|e| {
+                    DeployError::Source(
+                        name.to_string(),
+                        format!("cannot store the bundle in {}: {e}", target.display()),
+                    )
+                })?;
+                self.meta.mark_built(function_id, version)?;
+                log::info!(
+                    "built function={name} version={version} build_ms={}",
+                    build_ms
+                );
+                version
+            }
+        };
         self.meta.set_env(function_id, &env)?;
         self.meta.set_settings(function_id, &merged)?;
-        self.activate(name, function_id, version, env, &merged, build_ms)
+        self.activate(name, function_id, version, env, &merged, Some(build_ms))
+    }
+
+    /// Records a failed build as a FAILED version, unless the newest version already
+    /// failed the same way (a restart with the same broken file adds nothing).
+    fn record_build_failure(&self, function_id: i64, error: &str) -> Result<(), StoreError> {
+        let latest = self.meta.latest_version(function_id)?;
+        if latest.is_some_and(|v| v.state == "FAILED" && v.error.as_deref() == Some(error)) {
+            return Ok(());
+        }
+        let version = self.meta.add_version(function_id, "build-failed")?;
+        self.meta.mark_failed(function_id, version, error)
     }
 
     /// Makes `version` active with `env` unless exactly that is already serving.
@@ -448,6 +476,14 @@ impl Deployer {
         };
         Arc::new(Pool::new(spec, settings.apply(&self.limits)))
     }
+}
+
+/// The digest of a file's bytes, as stored in metadata.db.
+fn file_digest(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut hash = Fnv64::default();
+    hash.write(&bytes);
+    Ok(hash.finish())
 }
 
 /// The file name an uploaded entry is stored under, if it is a plain source file name.

@@ -20,4 +20,5 @@ pub mod scheduler;
 pub mod server;
 pub mod signals;
 pub mod store;
+pub mod watch;
 pub mod worker;

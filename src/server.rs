@@ -17,6 +17,7 @@ use crate::runtime::{self, RuntimeError};
 use crate::scheduler::Scheduler;
 use crate::signals::Signals;
 use crate::store::metadata::{Metadata, StoreError};
+use crate::watch::Watcher;
 use crate::worker;
 
 #[derive(Debug)]
@@ -28,6 +29,7 @@ pub enum ServeError {
     Gateway(String),
     Signals(ctrlc::Error),
     Socket(SocketError),
+    Watch(std::io::Error),
 }
 
 impl fmt::Display for ServeError {
@@ -42,6 +44,7 @@ impl fmt::Display for ServeError {
             ServeError::Gateway(e) => write!(f, "{e}"),
             ServeError::Signals(e) => write!(f, "failed to install signal handlers: {e}"),
             ServeError::Socket(e) => write!(f, "{e}"),
+            ServeError::Watch(e) => write!(f, "failed to start watching the functions dir: {e}"),
         }
     }
 }
@@ -83,6 +86,12 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
         let deployed = deployer.deploy_dir(dir).map_err(ServeError::Deploy)?;
         log::info!("deployed {deployed} functions from {}", dir.display());
     }
+    let watcher = match (&config.functions_dir, config.watch) {
+        (Some(dir), true) => {
+            Some(Watcher::start(Arc::clone(&deployer), dir.clone()).map_err(ServeError::Watch)?)
+        }
+        _ => None,
+    };
     registry.start_maintenance();
     let signals = Signals::install().map_err(ServeError::Signals)?;
 
@@ -127,6 +136,9 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
     );
     let deadline = Instant::now() + config.shutdown_grace;
     let mut stopped = Stopped::Clean;
+    if let Some(watcher) = watcher {
+        watcher.stop();
+    }
     let api_stopped = stop_in_background(api);
     if let Some(gateway) = gateway.as_mut() {
         gateway.stop_intake();

@@ -21,6 +21,7 @@ Options (each overrides functions.conf and FUNCTIONS_* variables):
   --enable-http BOOL     serve HTTP, true or false (enable_http)
   --log-level LEVEL      error, warn, info, debug or trace (log_level)
   --functions-dir DIR    deploy every function in DIR at start-up (functions_dir)
+  --watch                redeploy functions of --functions-dir when files change (watch)
 ";
 
 /// Flags and the config key each one sets.
@@ -44,6 +45,9 @@ pub fn run(mut args: Arguments) -> Result<ExitCode, CliError> {
     let usage = |e: pico_args::Error| CliError::Usage(format!("{e}; try `functions serve --help`"));
     let config_file: Option<PathBuf> = args.opt_value_from_str("--config").map_err(usage)?;
     let mut flags = Vec::new();
+    if args.contains("--watch") {
+        flags.push(("--watch", "watch", "true".to_string()));
+    }
     for (flag, key) in FLAGS {
         if let Some(value) = args.opt_value_from_str::<_, String>(*flag).map_err(usage)? {
             flags.push((*flag, *key, value));

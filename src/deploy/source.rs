@@ -1,5 +1,5 @@
-//! A function's source on disk: which files make it up (for change detection), its entry
-//! file, and its `NAME.env` environment file.
+//! A function's source in a functions directory: its entry file and its `NAME.env`
+//! environment file.
 //!
 //! In a functions directory, `NAME.ts` / `NAME.js` or `NAME/index.ts` / `NAME/index.js`
 //! is function NAME, and `NAME.env` beside it holds `KEY=VALUE` lines.
@@ -13,8 +13,6 @@ use crate::store::metadata::Env;
 pub struct FunctionSource {
     pub name: String,
     pub entry: PathBuf,
-    /// The directory of a `NAME/index.ts` function: every file in it counts as source.
-    pub dir: Option<PathBuf>,
     pub env_file: Option<PathBuf>,
 }
 
@@ -30,7 +28,7 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<FunctionSource>, String> {
 
     let mut found: Vec<FunctionSource> = Vec::new();
     for path in paths {
-        let Some((name, entry, function_dir)) = entry_of(&path) else {
+        let Some((name, entry)) = entry_of(&path) else {
             continue;
         };
         if !valid_name(&name) {
@@ -52,50 +50,28 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<FunctionSource>, String> {
         found.push(FunctionSource {
             name,
             entry,
-            dir: function_dir,
             env_file,
         });
     }
     Ok(found)
 }
 
-/// `(name, entry file, function directory)` when `path` is a function.
-fn entry_of(path: &Path) -> Option<(String, PathBuf, Option<PathBuf>)> {
+/// `(name, entry file)` when `path` is a function.
+fn entry_of(path: &Path) -> Option<(String, PathBuf)> {
     let file_name = path.file_name()?.to_str()?;
     if path.is_dir() {
         let entry = ENTRY_EXTENSIONS
             .iter()
             .map(|ext| path.join(format!("index.{ext}")))
             .find(|p| p.is_file())?;
-        return Some((file_name.to_string(), entry, Some(path.to_path_buf())));
+        return Some((file_name.to_string(), entry));
     }
     let (stem, ext) = file_name.rsplit_once('.')?;
     (ENTRY_EXTENSIONS.contains(&ext) && path.is_file())
-        .then(|| (stem.to_string(), path.to_path_buf(), None))
+        .then(|| (stem.to_string(), path.to_path_buf()))
 }
 
 impl FunctionSource {
-    /// A digest of the source files (paths and contents), to tell a changed function from
-    /// an unchanged one.
-    pub fn digest(&self) -> Result<String, String> {
-        let mut files = vec![self.entry.clone()];
-        if let Some(dir) = &self.dir {
-            files = list_files(dir)?;
-        }
-        let mut hash = Fnv64::default();
-        for file in files {
-            let bytes =
-                std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let relative = file
-                .strip_prefix(self.dir.as_deref().unwrap_or(Path::new("")))
-                .unwrap_or(&file);
-            hash.write(relative.to_string_lossy().as_bytes());
-            hash.write(&(bytes.len() as u64).to_le_bytes());
-            hash.write(&bytes);
-        }
-        Ok(hash.finish())
-    }
-
     /// The function's environment from its `.env` file (empty without one).
     pub fn env(&self) -> Result<Env, String> {
         match &self.env_file {
@@ -107,30 +83,6 @@ impl FunctionSource {
             }
         }
     }
-}
-
-/// Every file under `dir` (skipping dot-files and node_modules), sorted.
-fn list_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let entries = std::fs::read_dir(&current)
-            .map_err(|e| format!("cannot read {}: {e}", current.display()))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') || name == "node_modules" {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// Parses `KEY=VALUE` lines: `#` comments, blank lines, an optional `export `, and values
@@ -168,7 +120,7 @@ pub fn parse_env(text: &str) -> Result<Env, String> {
     Ok(env)
 }
 
-/// FNV-1a, 64 bits: stable across builds and platforms, which std's hasher is not.
+/// FNV-1a, 64 bits, for bundle digests: stable across builds and platforms, which std's hasher is not.
 pub struct Fnv64(u64);
 
 impl Default for Fnv64 {
@@ -215,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn scan_finds_files_dirs_and_env_and_digests_change() {
+    fn scan_finds_files_dirs_and_env() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(
@@ -239,9 +191,6 @@ mod tests {
         );
         assert!(found[1].env().unwrap().is_empty());
 
-        let before = found[1].digest().unwrap();
-        std::fs::write(d.join("multi/lib.ts"), "export const x = 1").unwrap();
-        assert_ne!(found[1].digest().unwrap(), before);
-        assert_eq!(found[0].digest().unwrap(), found[0].digest().unwrap());
+        assert_eq!(found[1].entry, d.join("multi/index.ts"));
     }
 }

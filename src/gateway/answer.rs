@@ -69,7 +69,11 @@ impl Answer {
             if HOP_BY_HOP.contains(&lower.as_str()) {
                 continue;
             }
-            match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            let parsed = match safe_header(name, value) {
+                true => Header::from_bytes(name.as_bytes(), value.as_bytes()),
+                false => Err(()),
+            };
+            match parsed {
                 Ok(header) => headers.push(header),
                 Err(()) => log::warn!("dropping response header {name:?}: not a valid HTTP header invocation={invocation}"),
             }
@@ -97,6 +101,15 @@ impl Answer {
         )
         .with_chunked_threshold(usize::MAX)
     }
+}
+
+/// Whether a header can be written as is: the name a token, the value free of CR, LF and
+/// NUL (which would let a function split the response or forge headers).
+fn safe_header(name: &str, value: &str) -> bool {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    !name.is_empty()
+        && name.bytes().all(token)
+        && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
 }
 
 fn error_answer(status: u16, code: &str, message: &str) -> Answer {
@@ -184,6 +197,24 @@ mod tests {
             .iter()
             .find(|h| h.field.equiv(name))
             .map(|h| h.value.as_str())
+    }
+
+    #[test]
+    fn headers_that_could_split_the_response_are_dropped() {
+        assert!(safe_header("x-ok", "value; with=stuff"));
+        assert!(!safe_header("x-bad", "a\r\nInjected: yes"));
+        assert!(!safe_header("bad name", "v"));
+        assert!(!safe_header("", "v"));
+        let answer = Answer::from_function(FunctionResponse {
+            status: 200,
+            headers: vec![("x-evil".into(), "a\r\nInjected: yes".into())],
+            body: Vec::new(),
+        });
+        let response = answer.into_response("id", false);
+        assert!(!response
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("x-evil") || h.field.equiv("injected")));
     }
 
     #[test]

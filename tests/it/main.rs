@@ -6,3 +6,4 @@
 mod cases;
 mod serve;
 mod support;
+mod watch;
