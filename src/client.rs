@@ -86,11 +86,15 @@ impl Client {
         json: Value,
         raw: Vec<u8>,
     ) -> Result<Reply, ClientError> {
-        Frame::new(command.code(), json)
+        let sent = Frame::new(command.code(), json)
             .with_raw(raw)
-            .write_to(&mut self.writer)
-            .map_err(ClientError::Io)?;
-        let frame = Frame::read_from(&mut self.reader, MAX_RESPONSE).map_err(ClientError::Frame)?;
+            .write_to(&mut self.writer);
+        // A server that refuses the connection (BUSY) answers and closes before reading:
+        // its answer is still worth reading when our write failed.
+        let frame = match Frame::read_from(&mut self.reader, MAX_RESPONSE) {
+            Ok(frame) => frame,
+            Err(e) => return Err(sent.err().map_or(ClientError::Frame(e), ClientError::Io)),
+        };
         let status = Status::from_code(frame.code).ok_or(ClientError::UnknownStatus(frame.code))?;
         Ok(Reply {
             status,

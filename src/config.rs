@@ -243,6 +243,24 @@ impl Layers {
 
     /// Applies a `functions.conf` file: `key = value` lines, `#` comments, blank lines.
     pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        self.read_file(path, None)
+    }
+
+    /// Applies only the keys of a config file that `wanted` accepts, ignoring every other
+    /// line whatever it holds (the CLI needs `socket` and `data_dir`, nothing else).
+    pub fn apply_file_keys(
+        &mut self,
+        path: &Path,
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<(), ConfigError> {
+        self.read_file(path, Some(wanted))
+    }
+
+    fn read_file(
+        &mut self,
+        path: &Path,
+        wanted: Option<&dyn Fn(&str) -> bool>,
+    ) -> Result<(), ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
         for (index, line) in text.lines().enumerate() {
@@ -251,14 +269,19 @@ impl Layers {
                 continue;
             }
             let source = Source::File(path.to_path_buf(), index + 1);
-            let Some((name, value)) = line.split_once('=') else {
-                return Err(ConfigError::Syntax(
-                    path.to_path_buf(),
-                    index + 1,
-                    line.into(),
-                ));
+            let (name, value) = match (line.split_once('='), wanted) {
+                (Some((name, value)), None) => (name.trim(), value),
+                (Some((name, value)), Some(wanted)) if wanted(name.trim()) => (name.trim(), value),
+                (_, Some(_)) => continue,
+                (None, None) => {
+                    return Err(ConfigError::Syntax(
+                        path.to_path_buf(),
+                        index + 1,
+                        line.into(),
+                    ))
+                }
             };
-            self.set(name.trim(), strip_comment(value).trim(), source)?;
+            self.set(name, strip_comment(value).trim(), source)?;
         }
         Ok(())
     }

@@ -36,6 +36,7 @@ pub enum DeployError {
     Source(String, String),
     Build(String, BuildError),
     NoVersion(String, String),
+    UnknownVersion(String, i64),
 }
 
 impl fmt::Display for DeployError {
@@ -52,6 +53,9 @@ impl fmt::Display for DeployError {
             DeployError::Source(name, why) => write!(f, "failed to read function {name}: {why}"),
             DeployError::Build(name, e) => write!(f, "failed to build function {name}: {e}"),
             DeployError::NoVersion(name, why) => write!(f, "function {name}: {why}"),
+            DeployError::UnknownVersion(name, version) => {
+                write!(f, "function {name} has no version {version}")
+            }
         }
     }
 }
@@ -382,12 +386,7 @@ impl Deployer {
                     format!("version {target} is {state} and cannot serve"),
                 ))
             }
-            None => {
-                return Err(DeployError::NoVersion(
-                    name.to_string(),
-                    format!("version {target} does not exist"),
-                ))
-            }
+            None => return Err(DeployError::UnknownVersion(name.to_string(), target)),
         }
         self.activate(
             name,

@@ -128,6 +128,14 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
         Arc::new(context),
     )
     .map_err(ServeError::Socket)?;
+    // Logged last: once it appears, HTTP and the socket both answer.
+    if let Some(gateway) = &gateway {
+        log::info!(
+            "http gateway listening on http://{} threads={}",
+            gateway.local_addr(),
+            config.http_threads
+        );
+    }
 
     signals.wait();
     log::info!(

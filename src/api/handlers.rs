@@ -40,7 +40,9 @@ impl From<DeployError> for Failure {
     fn from(e: DeployError) -> Failure {
         let message = e.to_string();
         match e {
-            DeployError::NotFound(_) => Failure(Status::NotFound, "not_found", message),
+            DeployError::NotFound(_) | DeployError::UnknownVersion(..) => {
+                Failure(Status::NotFound, "not_found", message)
+            }
             DeployError::InvalidName(_) | DeployError::Source(..) => {
                 Failure(Status::BadRequest, "bad_request", message)
             }

@@ -93,7 +93,6 @@ impl Gateway {
                     .map_err(|e| StartError(format!("failed to start a gateway thread: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        log::info!("http gateway listening on http://{local_addr} threads={threads}");
         Ok(Gateway {
             server: Some(server),
             context,

@@ -1,9 +1,11 @@
 //! The integration tests: one binary that starts the real `functions` server in temporary
-//! directories and talks HTTP to it. `support` holds the shared helper, `serve` the
-//! behaviour tests of the server, and `cases` runs every shared real-world case of
-//! `tests/cases/` through the gateway.
+//! directories and talks to it over HTTP and its Unix socket. `support` holds the shared
+//! helper, `serve` the behaviour tests of the server, `cases` runs every shared real-world
+//! case of `tests/cases/` through the gateway, `cli` drives the `functions` commands (and
+//! `tests/cli.sh`), `socket` the socket API's frames, and `watch` redeploys.
 
 mod cases;
+mod cli;
 mod serve;
 mod support;
 mod watch;

@@ -140,6 +140,10 @@ impl ServerBuilder {
             }
         }
 
+        let socket = match self.config.iter().rev().find(|(key, _)| key == "socket") {
+            Some((_, path)) if !path.is_empty() => PathBuf::from(path),
+            _ => data_dir.join("functions.sock"),
+        };
         let config_path = temp.path().join("functions.conf");
         let mut config = format!(
             "# written by the integration tests\nbun_path = {}\n",
@@ -186,6 +190,7 @@ impl ServerBuilder {
             port: None,
             logs,
             config_path,
+            socket,
             _temp: temp,
         }
     }

@@ -46,6 +46,7 @@ pub struct Server {
     port: Option<u16>,
     logs: Arc<Logs>,
     config_path: PathBuf,
+    socket: PathBuf,
     _temp: TempDir,
 }
 
@@ -84,6 +85,12 @@ impl Server {
 
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    /// The socket API's path: the configured `socket`, else `<data_dir>/functions.sock`.
+    /// It is bound before the server logs `listening on`, so it is ready once started.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
     }
 
     /// Everything the server wrote to stderr so far.
