@@ -37,6 +37,8 @@ pub enum DeployError {
     Build(String, BuildError),
     NoVersion(String, String),
     UnknownVersion(String, i64),
+    /// The server could not write to its data dir.
+    Storage(String, String),
 }
 
 impl fmt::Display for DeployError {
@@ -53,6 +55,7 @@ impl fmt::Display for DeployError {
             DeployError::Source(name, why) => write!(f, "failed to read function {name}: {why}"),
             DeployError::Build(name, e) => write!(f, "failed to build function {name}: {e}"),
             DeployError::NoVersion(name, why) => write!(f, "function {name}: {why}"),
+            DeployError::Storage(name, why) => write!(f, "failed to store function {name}: {why}"),
             DeployError::UnknownVersion(name, version) => {
                 write!(f, "function {name} has no version {version}")
             }
@@ -208,7 +211,7 @@ impl Deployer {
         std::fs::create_dir_all(&dir)
             .and_then(|_| std::fs::write(&entry, upload.source))
             .map_err(|e| {
-                DeployError::Source(name.to_string(), format!("cannot store the source: {e}"))
+                DeployError::Storage(name.to_string(), format!("cannot store the source: {e}"))
             })?;
         self.deploy_code(name, &entry, upload.env.clone(), &upload.settings)
     }
@@ -262,7 +265,7 @@ impl Deployer {
                 let target = version_dir(&self.data_dir, function_id, version);
                 let _ = std::fs::remove_dir_all(&target);
                 std::fs::rename(&staging, &target).map_err(|e| {
-                    DeployError::Source(
+                    DeployError::Storage(
                         name.to_string(),
                         format!("cannot store the bundle in {}: {e}", target.display()),
                     )
@@ -275,9 +278,17 @@ impl Deployer {
                 version
             }
         };
+        let deployed = self.activate(
+            name,
+            function_id,
+            version,
+            env.clone(),
+            &merged,
+            Some(build_ms),
+        )?;
         self.meta.set_env(function_id, &env)?;
         self.meta.set_settings(function_id, &merged)?;
-        self.activate(name, function_id, version, env, &merged, Some(build_ms))
+        Ok(deployed)
     }
 
     /// Records a failed build as a FAILED version, unless the newest version already
@@ -317,27 +328,25 @@ impl Deployer {
                 build_ms,
             });
         }
-        if !same_record {
-            self.meta.deploy(function_id, version, &env)?;
-        }
         let deployment = Deployment {
             name: name.to_string(),
             function_id,
             version,
-            env,
+            env: env.clone(),
         };
         let pool = self.pool(
             &deployment,
             settings,
             bundle_path(&self.data_dir, function_id, version),
         );
-        // Warm the new version before it takes traffic: a deploy adds no cold starts, and
-        // a version whose workers cannot start never replaces a working one.
+        // Start the new version before it takes traffic (and before it is recorded): a
+        // version whose workers cannot start never replaces a working one, and with
+        // min_warm > 0 a deploy adds no cold starts.
         let deadline = Instant::now()
             + limits
                 .invocation_timeout
                 .max(std::time::Duration::from_secs(10));
-        if let Err(reason) = pool.prewarm(deadline) {
+        if let Err(reason) = pool.check_starts(deadline) {
             pool.retire()
                 .into_iter()
                 .for_each(|w| w.kill("deploy aborted"));
@@ -345,6 +354,9 @@ impl Deployer {
                 name.to_string(),
                 format!("version {version} failed to start: {reason}"),
             ));
+        }
+        if !same_record {
+            self.meta.deploy(function_id, version, &env)?;
         }
         self.registry.activate(name, pool);
         log::info!("deployed function={name} version={version}");
@@ -412,7 +424,6 @@ impl Deployer {
             .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
         let mut env = function.env.clone();
         change(&mut env);
-        self.meta.set_env(function.id, &env)?;
         if let Some(version) = function.active_version {
             self.activate(
                 name,
@@ -423,6 +434,7 @@ impl Deployer {
                 None,
             )?;
         }
+        self.meta.set_env(function.id, &env)?;
         Ok(env)
     }
 

@@ -280,6 +280,22 @@ impl Pool {
         }
     }
 
+    /// Proves the version can serve: keeps `min_warm` workers ready, or, with `min_warm`
+    /// at 0, starts one worker and stops it again.
+    pub fn check_starts(&self, deadline: Instant) -> Result<(), String> {
+        if self.limits.min_warm > 0 {
+            return self.prewarm(deadline);
+        }
+        self.state.lock().total += 1;
+        let worker = self.start_worker(deadline).map_err(|e| match e {
+            AcquireError::StartFailed(reason) => reason,
+            other => format!("{other:?}"),
+        })?;
+        self.state.lock().total -= 1;
+        worker.stop(STOP_GRACE);
+        Ok(())
+    }
+
     /// Marks the pool retired: no worker is kept idle from now on. Returns the idle ones
     /// for the caller to stop; busy ones stop when their invocation returns them.
     pub fn retire(&self) -> Vec<Arc<Worker>> {

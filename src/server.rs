@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 
-use crate::api::{ApiContext, ApiServer, SocketError};
+use crate::api::{socket, ApiContext, ApiServer, SocketError};
 use crate::config::Config;
 use crate::deploy::{DeployError, Deployer};
 use crate::gateway::Gateway;
@@ -16,6 +16,7 @@ use crate::registry::Registry;
 use crate::runtime::{self, RuntimeError};
 use crate::scheduler::Scheduler;
 use crate::signals::Signals;
+use crate::store::lock::{DataDirLock, LockError};
 use crate::store::metadata::{Metadata, StoreError};
 use crate::watch::Watcher;
 use crate::worker;
@@ -30,6 +31,7 @@ pub enum ServeError {
     Signals(ctrlc::Error),
     Socket(SocketError),
     Watch(std::io::Error),
+    Lock(LockError),
 }
 
 impl fmt::Display for ServeError {
@@ -44,6 +46,7 @@ impl fmt::Display for ServeError {
             ServeError::Gateway(e) => write!(f, "{e}"),
             ServeError::Signals(e) => write!(f, "failed to install signal handlers: {e}"),
             ServeError::Socket(e) => write!(f, "{e}"),
+            ServeError::Lock(e) => write!(f, "{e}"),
             ServeError::Watch(e) => write!(f, "failed to start watching the functions dir: {e}"),
         }
     }
@@ -62,6 +65,11 @@ pub enum Stopped {
 pub fn run(config: Config) -> Result<Stopped, ServeError> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|e| ServeError::DataDir(data_dir.clone(), e))?;
+    // Claim the data dir and the socket before touching anything, so a second server
+    // started by mistake changes nothing of the first one's.
+    let _lock = DataDirLock::acquire(data_dir).map_err(ServeError::Lock)?;
+    let listener =
+        socket::bind(&config.socket, config.socket_group.as_deref()).map_err(ServeError::Socket)?;
     let bun = runtime::find_bun(config.bun_path.as_deref()).map_err(ServeError::Runtime)?;
     let script = runtime::install_worker_script(data_dir).map_err(ServeError::Runtime)?;
     log::info!(
@@ -119,10 +127,11 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
             .as_ref()
             .map(|g| format!("http://{}", g.local_addr())),
         socket: config.socket.display().to_string(),
+        max_body_size: config.max_body_size,
     };
     let api = ApiServer::start(
+        listener,
         &config.socket,
-        config.socket_group.as_deref(),
         config.api_threads,
         config.max_frame_size,
         Arc::new(context),

@@ -29,6 +29,7 @@ pub struct ApiContext {
     pub started: Instant,
     pub http: Option<String>,
     pub socket: String,
+    pub max_body_size: usize,
 }
 
 /// A handler's failure: the status and error code to answer with.
@@ -46,6 +47,7 @@ impl From<DeployError> for Failure {
             DeployError::InvalidName(_) | DeployError::Source(..) => {
                 Failure(Status::BadRequest, "bad_request", message)
             }
+            DeployError::Storage(..) => Failure(Status::Error, "storage", message),
             DeployError::Build(..) => Failure(Status::Error, "build_failed", message),
             DeployError::NoVersion(..) => Failure(Status::Error, "no_version", message),
             DeployError::Store(_) => Failure(Status::Error, "store", message),
@@ -139,7 +141,13 @@ fn invoke(context: &ApiContext, request: Frame) -> Handled {
             "path must start with / or ?".into(),
         ));
     }
-    let id = new_invocation_id();
+    if request.raw.len() > context.max_body_size {
+        let message = format!(
+            "the body is larger than max_body_size ({} bytes)",
+            context.max_body_size
+        );
+        return Err(Failure(Status::BadRequest, "payload_too_large", message));
+    }
     let method = p.method.unwrap_or_else(|| {
         if request.raw.is_empty() {
             "GET"
@@ -148,6 +156,21 @@ fn invoke(context: &ApiContext, request: Frame) -> Handled {
         }
         .into()
     });
+    if !answer::is_token(&method) {
+        return Err(Failure(
+            Status::BadRequest,
+            "bad_request",
+            format!("{method:?} is not an HTTP method"),
+        ));
+    }
+    if let Some((name, _)) = p.headers.iter().find(|(n, v)| !answer::safe_header(n, v)) {
+        return Err(Failure(
+            Status::BadRequest,
+            "bad_request",
+            format!("header {name:?} has a bad name or value"),
+        ));
+    }
+    let id = new_invocation_id();
     let mut headers: Vec<(String, String)> = p
         .headers
         .into_iter()
@@ -220,6 +243,9 @@ struct RegisterRequest {
 
 fn register(context: &ApiContext, json: &Value) -> Handled {
     let p: RegisterRequest = payload(json)?;
+    p.settings
+        .validate()
+        .map_err(|e| Failure(Status::BadRequest, "bad_request", e))?;
     context.deployer.register(&p.name, &p.settings)?;
     ok(json!({ "name": p.name, "registered": true }))
 }
@@ -236,6 +262,9 @@ struct DeployRequest {
 
 fn deploy(context: &ApiContext, request: Frame) -> Handled {
     let p: DeployRequest = payload(&request.json)?;
+    p.settings
+        .validate()
+        .map_err(|e| Failure(Status::BadRequest, "bad_request", e))?;
     if request.raw.is_empty() {
         return Err(Failure(
             Status::BadRequest,

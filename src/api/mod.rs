@@ -12,13 +12,14 @@ pub mod handlers;
 pub mod socket;
 
 use std::collections::HashMap;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufRead, BufReader, BufWriter};
 use std::net::Shutdown;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver};
 use parking_lot::Mutex;
@@ -28,6 +29,13 @@ use codes::{Command, Status};
 use frame::{Frame, FrameError};
 pub use handlers::ApiContext;
 pub use socket::SocketError;
+
+/// How long a connection may wait between requests before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the rest of a frame may take once its first byte arrived.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Open connections by id, so shutdown can end their reads.
 type Open = Mutex<HashMap<u64, UnixStream>>;
@@ -40,15 +48,15 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Binds `path` and starts the listener and `threads` connection threads.
+    /// Serves `listener` (bound by [`socket::bind`] at `path`) with an accept thread and
+    /// `threads` connection threads.
     pub fn start(
+        listener: UnixListener,
         path: &Path,
-        group: Option<&str>,
         threads: usize,
         max_frame: usize,
         context: Arc<ApiContext>,
     ) -> Result<ApiServer, SocketError> {
-        let listener = socket::bind(path, group)?;
         let stopping = Arc::new(AtomicBool::new(false));
         let open: Arc<Open> = Arc::default();
         let (tx, rx) = bounded::<UnixStream>(threads * 4);
@@ -58,9 +66,10 @@ impl ApiServer {
             let rx = rx.clone();
             let context = Arc::clone(&context);
             let open = Arc::clone(&open);
+            let stopping = Arc::clone(&stopping);
             let handle = thread::Builder::new()
                 .name(format!("api-{n}"))
-                .spawn(move || serve_connections(rx, &context, &open, max_frame))
+                .spawn(move || serve_connections(rx, &context, &open, max_frame, &stopping))
                 .map_err(|e| SocketError::Io("start a thread for", path.to_path_buf(), e))?;
             handles.push(handle);
         }
@@ -110,7 +119,9 @@ fn accept(
         let stream = match stream {
             Ok(stream) => stream,
             Err(e) => {
+                // Out of descriptors, say: pause rather than spin and flood the log.
                 log::warn!("failed to accept a socket connection: {e}");
+                thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
         };
@@ -128,9 +139,20 @@ fn serve_connections(
     context: &ApiContext,
     open: &Open,
     max_frame: usize,
+    stopping: &AtomicBool,
 ) {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    for stream in rx {
+    for mut stream in rx {
+        if stopping.load(Ordering::Acquire) {
+            // Accepted but never served: say why instead of leaving it hanging.
+            let _ = error_frame(
+                Status::Unavailable,
+                "shutting_down",
+                "the server is shutting down",
+            )
+            .write_to(&mut stream);
+            continue;
+        }
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         if let Ok(clone) = stream.try_clone() {
             open.lock().insert(id, clone);
@@ -147,6 +169,17 @@ fn serve_connection(stream: UnixStream, context: &ApiContext, max_frame: usize) 
     let mut reader = BufReader::new(stream);
     let mut writer = BufWriter::new(write_half);
     loop {
+        // A connection may idle between requests, but a frame once begun must finish soon.
+        let _ = reader.get_ref().set_read_timeout(Some(IDLE_TIMEOUT));
+        match reader.fill_buf() {
+            Ok([]) => return,
+            Ok(_) => {}
+            Err(e) => {
+                log::debug!("socket api: closing an idle or broken connection: {e}");
+                return;
+            }
+        }
+        let _ = reader.get_ref().set_read_timeout(Some(FRAME_TIMEOUT));
         let request = match Frame::read_from(&mut reader, max_frame) {
             Ok(frame) => frame,
             Err(FrameError::Closed) => return,

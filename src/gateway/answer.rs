@@ -105,11 +105,14 @@ impl Answer {
 
 /// Whether a header can be written as is: the name a token, the value free of CR, LF and
 /// NUL (which would let a function split the response or forge headers).
-fn safe_header(name: &str, value: &str) -> bool {
+pub fn safe_header(name: &str, value: &str) -> bool {
+    is_token(name) && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+/// Whether `text` is an HTTP token (a method or a header name).
+pub fn is_token(text: &str) -> bool {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    !name.is_empty()
-        && name.bytes().all(token)
-        && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+    !text.is_empty() && text.bytes().all(token)
 }
 
 fn error_answer(status: u16, code: &str, message: &str) -> Answer {

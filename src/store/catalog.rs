@@ -39,6 +39,30 @@ impl Settings {
         limits
     }
 
+    /// Checks the overrides are usable, with the same bounds as the configuration.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.timeout_ms == Some(0) {
+            return Err("timeout must be longer than zero".into());
+        }
+        if self.max_workers.is_some_and(|n| n == 0 || n > 1024) {
+            return Err("max_workers must be between 1 and 1024".into());
+        }
+        if let (Some(warm), Some(max)) = (self.min_warm, self.max_workers) {
+            if warm > max {
+                return Err(format!(
+                    "min_warm ({warm}) must not exceed max_workers ({max})"
+                ));
+            }
+        }
+        if self.min_warm.is_some_and(|n| n > 1024) {
+            return Err("min_warm must be at most 1024".into());
+        }
+        if self.memory_limit == Some(0) {
+            return Err("memory limit must be larger than zero".into());
+        }
+        Ok(())
+    }
+
     /// Takes every override `other` sets.
     pub fn merge(&mut self, other: &Settings) {
         self.timeout_ms = other.timeout_ms.or(self.timeout_ms);

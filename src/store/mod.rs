@@ -2,6 +2,7 @@
 
 pub mod bundles;
 pub mod catalog;
+pub mod lock;
 pub mod metadata;
 
 /// Milliseconds since the Unix epoch, the timestamp format of every store.

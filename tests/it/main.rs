@@ -7,5 +7,6 @@
 mod cases;
 mod cli;
 mod serve;
+mod socket;
 mod support;
 mod watch;
