@@ -1,15 +1,17 @@
-//! Recent function output and per-function invocation counters, kept in memory for the
-//! socket API's GET_LOGS and GET_METRICS.
+//! The observability hub: every line of function output and one record per invocation
+//! arrive here, and go on to the stores that keep them.
 //!
-//! FIXME: nothing here survives a restart and only the newest lines are kept; the
-//! observability issue (4) moves logs to logs.db + logs/*.jsonl and counters to
-//! metrics.db, written by their own threads.
+//! FIXME: today both are kept in memory only (the newest lines per function, counters
+//! since start); issue 4 sends them to logs.db + logs/*.jsonl and metrics.db, written by
+//! threads of their own.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::Serialize;
+
+use crate::scheduler::InvokeError;
 
 /// Lines kept per function.
 const LINES_PER_FUNCTION: usize = 1000;
@@ -62,21 +64,77 @@ pub fn recent_logs(function: Option<&str>, limit: usize) -> Vec<LogLine> {
     lines.split_off(skip)
 }
 
+/// How an invocation ended, for records and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The function answered (any status).
+    Ok,
+    /// The handler threw or rejected.
+    FunctionError,
+    Timeout,
+    /// The worker died or answered something unreadable.
+    Crash,
+    /// The queue was full (429).
+    Throttled,
+    /// No worker could start, or no version is deployed.
+    StartFailed,
+}
+
+impl Outcome {
+    pub fn of<T>(result: &Result<T, InvokeError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Ok,
+            Err(InvokeError::Threw { .. }) => Outcome::FunctionError,
+            Err(InvokeError::Timeout(_)) => Outcome::Timeout,
+            Err(InvokeError::Crashed(_) | InvokeError::BadResponse(_)) => Outcome::Crash,
+            Err(InvokeError::QueueFull) => Outcome::Throttled,
+            Err(
+                InvokeError::StartFailed(_) | InvokeError::NotDeployed(_) | InvokeError::NotFound,
+            ) => Outcome::StartFailed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::FunctionError => "function_error",
+            Outcome::Timeout => "timeout",
+            Outcome::Crash => "crash",
+            Outcome::Throttled => "throttled",
+            Outcome::StartFailed => "start_failed",
+        }
+    }
+}
+
+/// One invocation, like a platform's report line.
+#[derive(Debug, Clone)]
+pub struct InvocationRecord {
+    pub function: String,
+    pub version: i64,
+    pub invocation: String,
+    pub start_ms: i64,
+    pub duration: Duration,
+    /// The HTTP status the caller got.
+    pub status: u16,
+    pub outcome: Outcome,
+    pub cold: bool,
+    /// How long the worker took to start, for a cold start.
+    pub init: Option<Duration>,
+    /// How long the invocation waited for a worker.
+    pub queue_wait: Duration,
+    pub worker_pid: Option<u32>,
+}
+
 /// Counts one finished invocation.
-pub fn record_invocation(
-    function: &str,
-    failed: bool,
-    timed_out: bool,
-    cold: bool,
-    took: Duration,
-) {
-    let ms = took.as_millis() as u64;
+pub fn record_invocation(record: InvocationRecord) {
+    let ms = record.duration.as_millis() as u64;
     let mut counters = COUNTERS.lock();
-    let c = counters.entry(function.to_string()).or_default();
+    let c = counters.entry(record.function.clone()).or_default();
     c.invocations += 1;
-    c.errors += u64::from(failed);
-    c.timeouts += u64::from(timed_out);
-    c.cold_starts += u64::from(cold);
+    c.errors += u64::from(record.outcome != Outcome::Ok || record.status >= 500);
+    c.timeouts += u64::from(record.outcome == Outcome::Timeout);
+    c.cold_starts += u64::from(record.cold);
     c.duration_ms_total += ms;
     c.duration_ms_max = c.duration_ms_max.max(ms);
 }
@@ -148,16 +206,26 @@ mod tests {
         assert_eq!(escape_controls("a\nb\r\u{1b}[31m"), "a\\nb\\r\\u{001b}[31m");
     }
 
+    fn record(outcome: Outcome, cold: bool, ms: u64) -> InvocationRecord {
+        InvocationRecord {
+            function: "observe-count".into(),
+            version: 1,
+            invocation: "i".into(),
+            start_ms: 0,
+            duration: Duration::from_millis(ms),
+            status: 200,
+            outcome,
+            cold,
+            init: None,
+            queue_wait: Duration::ZERO,
+            worker_pid: None,
+        }
+    }
+
     #[test]
     fn counters_add_up() {
-        record_invocation(
-            "observe-count",
-            false,
-            false,
-            true,
-            Duration::from_millis(5),
-        );
-        record_invocation("observe-count", true, true, false, Duration::from_millis(9));
+        record_invocation(record(Outcome::Ok, true, 5));
+        record_invocation(record(Outcome::Timeout, false, 9));
         let c = &counters(Some("observe-count"))["observe-count"];
         assert_eq!(
             (c.invocations, c.errors, c.timeouts, c.cold_starts),

@@ -31,7 +31,8 @@ enum Grant {
 /// A worker lent to one invocation.
 pub struct Lease {
     pub worker: Arc<Worker>,
-    pub cold: bool,
+    /// How long the worker took to start, when it was started for this lease (cold).
+    pub init: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -85,10 +86,7 @@ impl Pool {
             let mut state = self.state.lock();
             while let Some((worker, _)) = state.idle.pop() {
                 if !worker.is_dead() {
-                    return Ok(Lease {
-                        worker,
-                        cold: false,
-                    });
+                    return Ok(Lease { worker, init: None });
                 }
                 state.total -= 1;
             }
@@ -110,13 +108,11 @@ impl Pool {
             Some((id, rx)) => self.wait_for_grant(id, rx, deadline)?,
         };
         match grant {
-            Grant::Worker(worker) => Ok(Lease {
+            Grant::Worker(worker) => Ok(Lease { worker, init: None }),
+            Grant::Slot => self.start_worker(deadline).map(|(worker, took)| Lease {
                 worker,
-                cold: false,
+                init: Some(took),
             }),
-            Grant::Slot => self
-                .start_worker(deadline)
-                .map(|worker| Lease { worker, cold: true }),
         }
     }
 
@@ -147,7 +143,8 @@ impl Pool {
     }
 
     /// Starts a worker in a slot already counted in `total`; frees the slot on failure.
-    fn start_worker(&self, deadline: Instant) -> Result<Arc<Worker>, AcquireError> {
+    /// Returns the worker and how long it took to become ready.
+    fn start_worker(&self, deadline: Instant) -> Result<(Arc<Worker>, Duration), AcquireError> {
         let started = Instant::now();
         let result = Worker::spawn(&self.spec)
             .map_err(|e| {
@@ -170,7 +167,7 @@ impl Pool {
                     worker.id,
                     started.elapsed().as_millis()
                 );
-                Ok(Arc::new(worker))
+                Ok((Arc::new(worker), started.elapsed()))
             }
             Err(e) => {
                 self.free_slot();
@@ -273,7 +270,7 @@ impl Pool {
                 state.total += 1;
             }
             match self.start_worker(deadline) {
-                Ok(worker) => self.release(worker),
+                Ok((worker, _)) => self.release(worker),
                 Err(AcquireError::StartFailed(reason)) => return Err(reason),
                 Err(other) => return Err(format!("{other:?}")),
             }
@@ -287,7 +284,7 @@ impl Pool {
             return self.prewarm(deadline);
         }
         self.state.lock().total += 1;
-        let worker = self.start_worker(deadline).map_err(|e| match e {
+        let (worker, _) = self.start_worker(deadline).map_err(|e| match e {
             AcquireError::StartFailed(reason) => reason,
             other => format!("{other:?}"),
         })?;

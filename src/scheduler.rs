@@ -53,11 +53,24 @@ pub enum InvokeError {
     BadResponse(String),
 }
 
+/// What is known about how an invocation ran, whatever its outcome.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    /// The version that served it, once the function was found.
+    pub version: Option<i64>,
+    /// Whether a new worker had to start for it.
+    pub cold: bool,
+    /// How long that worker took to become ready.
+    pub init: Option<Duration>,
+    /// How long it waited for a worker (queue and start included).
+    pub queue_wait: Duration,
+    pub worker_pid: Option<u32>,
+}
+
 /// The result of an invocation with the facts the caller logs and reports.
 pub struct Completed {
     pub result: Result<FunctionResponse, InvokeError>,
-    pub cold: bool,
-    pub version: Option<i64>,
+    pub facts: Facts,
     pub duration: Duration,
 }
 
@@ -72,57 +85,63 @@ impl Scheduler {
 
     pub fn invoke(&self, invocation: &Invocation) -> Completed {
         let started = Instant::now();
-        let mut cold = false;
-        let mut version = None;
-        let result = self.run(invocation, &mut cold, &mut version);
+        let started_ms = crate::store::now_ms();
+        let mut facts = Facts::default();
+        let result = self.run(invocation, &mut facts);
         let duration = started.elapsed();
         if let Err(e) = &result {
             log_failure(&invocation.function, &invocation.id, e);
         }
-        if version.is_some() {
-            let timed_out = matches!(result, Err(InvokeError::Timeout(_)));
-            let failed = match &result {
-                Ok(response) => response.status >= 500,
-                Err(_) => true,
-            };
-            observe::record_invocation(&invocation.function, failed, timed_out, cold, duration);
+        if let Some(version) = facts.version {
+            observe::record_invocation(observe::InvocationRecord {
+                function: invocation.function.clone(),
+                version,
+                invocation: invocation.id.clone(),
+                start_ms: started_ms,
+                duration,
+                status: status_of(&result),
+                outcome: observe::Outcome::of(&result),
+                cold: facts.cold,
+                init: facts.init,
+                queue_wait: facts.queue_wait,
+                worker_pid: facts.worker_pid,
+            });
         }
         Completed {
             result,
-            cold,
-            version,
+            facts,
             duration,
         }
     }
 
-    fn run(
-        &self,
-        inv: &Invocation,
-        cold: &mut bool,
-        version: &mut Option<i64>,
-    ) -> Result<FunctionResponse, InvokeError> {
+    fn run(&self, inv: &Invocation, facts: &mut Facts) -> Result<FunctionResponse, InvokeError> {
         let pool = match self.registry.lookup(&inv.function) {
             None => return Err(InvokeError::NotFound),
             Some(Route::Failed(reason)) => return Err(InvokeError::NotDeployed(reason)),
             Some(Route::Active(pool)) => pool,
         };
-        *version = Some(pool.spec.version);
+        facts.version = Some(pool.spec.version);
         let timeout = pool.limits.invocation_timeout;
         let deadline = inv.received + timeout;
 
-        let lease = pool.acquire(deadline).map_err(|e| match e {
+        let waiting = Instant::now();
+        let lease = pool.acquire(deadline);
+        facts.queue_wait = waiting.elapsed();
+        let lease = lease.map_err(|e| match e {
             AcquireError::QueueFull => InvokeError::QueueFull,
             AcquireError::Timeout => InvokeError::Timeout(timeout),
             AcquireError::StartTimeout => {
-                *cold = true;
+                facts.cold = true;
                 InvokeError::Timeout(timeout)
             }
             AcquireError::StartFailed(reason) => {
-                *cold = true;
+                facts.cold = true;
                 InvokeError::StartFailed(reason)
             }
         })?;
-        *cold = lease.cold;
+        facts.cold = lease.init.is_some();
+        facts.init = lease.init;
+        facts.worker_pid = Some(lease.worker.pid());
         let worker = lease.worker;
 
         let line = ToWorker::Invoke {
@@ -172,6 +191,29 @@ impl Scheduler {
                 pool.discard(worker, "crashed");
                 Err(InvokeError::Crashed(reason))
             }
+        }
+    }
+}
+
+/// The HTTP status the caller gets, as the gateway maps it.
+fn status_of(result: &Result<FunctionResponse, InvokeError>) -> u16 {
+    match result {
+        Ok(response) => response.status,
+        Err(e) => e.status(),
+    }
+}
+
+impl InvokeError {
+    /// The HTTP status this error is answered with (`gateway::answer` writes the body).
+    pub fn status(&self) -> u16 {
+        match self {
+            InvokeError::NotFound => 404,
+            InvokeError::QueueFull => 429,
+            InvokeError::Timeout(_) => 504,
+            InvokeError::Crashed(_) | InvokeError::BadResponse(_) => 502,
+            InvokeError::NotDeployed(_)
+            | InvokeError::StartFailed(_)
+            | InvokeError::Threw { .. } => 500,
         }
     }
 }

@@ -14,6 +14,8 @@ mod env;
 mod error;
 mod functions;
 mod invoke;
+mod logs;
+mod metrics;
 mod observe;
 mod output;
 mod serve;
@@ -76,8 +78,8 @@ pub fn run(args: Vec<OsString>) -> Result<ExitCode, CliError> {
         "delete" => &functions::DELETE,
         "register" => &functions::REGISTER,
         "env" => &env::ENV,
-        "logs" => &observe::LOGS,
-        "metrics" => &observe::METRICS,
+        "logs" => &logs::LOGS,
+        "metrics" => &metrics::METRICS,
         "status" => &observe::STATUS,
         "-V" | "--version" => {
             output::stdout(format!("functions {}\n", env!("CARGO_PKG_VERSION")).as_bytes())?;

@@ -89,15 +89,15 @@ fn invoke(request: &mut Request, context: &Context, id: &str, rest: &str) -> Ans
     let completed = context.scheduler.invoke(&invocation);
     log::debug!(
         "invocation finished function={name} invocation={id} version={:?} cold={} invoke_ms={}",
-        completed.version,
-        completed.cold,
+        completed.facts.version,
+        completed.facts.cold,
         completed.duration.as_millis()
     );
     let mut answer = match completed.result {
         Ok(response) => Answer::from_function(response),
         Err(e) => answer::error(e),
     };
-    answer.cold = completed.version.map(|_| completed.cold);
+    answer.cold = completed.facts.version.map(|_| completed.facts.cold);
     answer.for_function(name)
 }
 

@@ -202,6 +202,11 @@ impl Worker {
         rx
     }
 
+    /// The process id of the Bun child.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Stops waiting for `id` (after its deadline passed).
     pub fn forget(&self, id: &str) {
         self.shared.pending.lock().waiting.remove(id);

@@ -2,6 +2,9 @@
 //! the deployer, scheduler or stores, and answers one frame. Errors become frames here and
 //! nowhere else.
 
+mod logs;
+mod metrics;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,9 +36,9 @@ pub struct ApiContext {
 }
 
 /// A handler's failure: the status and error code to answer with.
-struct Failure(Status, &'static str, String);
+pub(super) struct Failure(Status, &'static str, String);
 
-type Handled = Result<Frame, Failure>;
+pub(super) type Handled = Result<Frame, Failure>;
 
 impl From<DeployError> for Failure {
     fn from(e: DeployError) -> Failure {
@@ -74,8 +77,8 @@ pub fn dispatch(context: &ApiContext, command: Command, request: Frame) -> Frame
         Command::SetEnv => set_env(context, &request.json),
         Command::UnsetEnv => unset_env(context, &request.json),
         Command::ListEnv => list_env(context, &request.json),
-        Command::GetLogs => logs(&request.json),
-        Command::GetMetrics => metrics(&request.json),
+        Command::GetLogs => logs::get_logs(&request.json),
+        Command::GetMetrics => metrics::get_metrics(&request.json),
         Command::Status => status(context),
     };
     let frame =
@@ -89,12 +92,12 @@ pub fn dispatch(context: &ApiContext, command: Command, request: Frame) -> Frame
     frame
 }
 
-fn ok(json: Value) -> Handled {
+pub(super) fn ok(json: Value) -> Handled {
     Ok(Frame::new(Status::Ok.code(), json))
 }
 
 /// Reads the payload into `T`, answering BAD_REQUEST when it does not fit.
-fn payload<'a, T: Deserialize<'a>>(json: &'a Value) -> Result<T, Failure> {
+pub(super) fn payload<'a, T: Deserialize<'a>>(json: &'a Value) -> Result<T, Failure> {
     T::deserialize(json).map_err(|e| {
         Failure(
             Status::BadRequest,
@@ -187,7 +190,7 @@ fn invoke(context: &ApiContext, request: Frame) -> Handled {
         received,
     };
     let completed = context.scheduler.invoke(&invocation);
-    let facts = json!({ "invocation_id": id, "cold": completed.cold, "version": completed.version,
+    let facts = json!({ "invocation_id": id, "cold": completed.facts.cold, "version": completed.facts.version,
         "duration_ms": completed.duration.as_millis() as u64 });
     let (response, error_code) = match completed.result {
         Ok(response) => (answer::Answer::from_function(response), None),
@@ -441,28 +444,6 @@ fn list_env(context: &ApiContext, json: &Value) -> Handled {
         .map(|(k, v)| (k, json!(if p.reveal { v } else { "********".to_string() })))
         .collect();
     ok(json!({ "name": p.name, "env": env, "revealed": p.reveal }))
-}
-
-#[derive(Deserialize)]
-struct LogsRequest {
-    name: Option<String>,
-    limit: Option<usize>,
-}
-
-fn logs(json: &Value) -> Handled {
-    let p: LogsRequest = payload(json)?;
-    let lines = observe::recent_logs(p.name.as_deref(), p.limit.unwrap_or(100));
-    ok(json!({ "logs": lines }))
-}
-
-#[derive(Deserialize)]
-struct MetricsRequest {
-    name: Option<String>,
-}
-
-fn metrics(json: &Value) -> Handled {
-    let p: MetricsRequest = payload(json)?;
-    ok(json!({ "functions": observe::counters(p.name.as_deref()) }))
 }
 
 fn status(context: &ApiContext) -> Handled {
