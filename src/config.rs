@@ -108,6 +108,36 @@ pub const KEYS: &[Key] = &[
         "10s",
         "how long in-flight invocations may finish at shutdown",
     ),
+    key(
+        "log_retention",
+        "7d",
+        "function logs and invocation records older than this are deleted",
+    ),
+    key(
+        "log_max_size",
+        "256M",
+        "logs.db plus logs/*.jsonl above this lose their oldest entries",
+    ),
+    key(
+        "log_invocation_max",
+        "1M",
+        "output kept per invocation; the rest is dropped and counted",
+    ),
+    key(
+        "metrics_retention",
+        "7d",
+        "per-minute metric rows are kept this long, then rolled up daily",
+    ),
+    key(
+        "metrics_daily_retention",
+        "400d",
+        "daily metric rows are kept this long",
+    ),
+    key(
+        "enable_metrics",
+        "true",
+        "serve Prometheus metrics on GET /metrics of the HTTP port",
+    ),
 ];
 
 const fn key(name: &'static str, default: &'static str, help: &'static str) -> Key {
@@ -137,6 +167,18 @@ pub struct Config {
     pub limits: Limits,
     pub max_body_size: usize,
     pub shutdown_grace: Duration,
+    pub observability: Observability,
+}
+
+/// Retention and limits of logs, invocation records and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observability {
+    pub log_retention: Duration,
+    pub log_max_size: u64,
+    pub log_invocation_max: u64,
+    pub metrics_retention: Duration,
+    pub metrics_daily_retention: Duration,
+    pub enable_metrics: bool,
 }
 
 /// Per-function-version limits; the defaults come from the configuration.
@@ -365,6 +407,15 @@ impl Layers {
             limits,
             max_body_size: self.parse("max_body_size", |v| Ok(parse_size(v)? as usize))?,
             shutdown_grace: self.parse("shutdown_grace", parse_duration)?,
+            observability: Observability {
+                log_retention: self.parse("log_retention", positive_duration)?,
+                log_max_size: self.parse("log_max_size", parse_size)?,
+                log_invocation_max: self.parse("log_invocation_max", parse_size)?,
+                metrics_retention: self.parse("metrics_retention", positive_duration)?,
+                metrics_daily_retention: self
+                    .parse("metrics_daily_retention", positive_duration)?,
+                enable_metrics: self.parse("enable_metrics", parse_bool)?,
+            },
             data_dir,
         })
     }
@@ -420,19 +471,20 @@ fn positive_duration(v: &str) -> Result<Duration, String> {
     }
 }
 
-/// Parses `250ms`, `2s`, `5m`, `1h`; a bare number is seconds.
+/// Parses `250ms`, `2s`, `5m`, `1h`, `7d`; a bare number is seconds.
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (digits, unit) = v.split_at(split);
     let n: u64 = digits
         .parse()
-        .map_err(|_| "expected a duration like 250ms, 2s or 5m")?;
+        .map_err(|_| "expected a duration like 250ms, 2s, 5m or 7d")?;
     let ms = match unit.trim() {
         "ms" => Some(n),
         "" | "s" => n.checked_mul(1000),
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
-        _ => return Err("expected a duration like 250ms, 2s or 5m".into()),
+        "d" => n.checked_mul(86_400_000),
+        _ => return Err("expected a duration like 250ms, 2s, 5m or 7d".into()),
     };
     ms.map(Duration::from_millis)
         .ok_or_else(|| "duration too long".into())
