@@ -35,7 +35,10 @@
  * Messages are written synchronously (blocking), so nothing is lost when the
  * function calls process.exit() right after logging. Several invocations may
  * be in flight at once; log lines are attributed to their invocation through
- * AsyncLocalStorage.
+ * AsyncLocalStorage. User output is redirected: console.* and
+ * process.stdout.write become `log` messages, uncaught exceptions and
+ * unhandled rejections are logged instead of killing the worker, and
+ * process.stderr is left alone.
  *
  * deadline is enforced by the parent (it kills the worker), so it is ignored here.
  */
@@ -73,6 +76,7 @@ const ACCEPTED_SHAPES =
 // Captured before user code runs, so user overrides cannot affect the worker.
 const exitProcess: (code: number) => never = process.exit.bind(process);
 const OriginalResponse = globalThis.Response;
+const WORKER_PATH = import.meta.path;
 const currentInvocation = new AsyncLocalStorage<string>();
 
 // ---------------------------------------------------------------------------
@@ -85,11 +89,12 @@ const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 /**
  * Returns a blocking file descriptor for our stdout.
  *
- * Bun puts fd 1 in O_NONBLOCK mode as soon as anything touches
- * `process.stdout` (and we must, to redirect its `write`). On Linux, opening
- * /proc/self/fd/1 of a pipe yields a separate open file description of the
- * same pipe, which stays blocking: a big message is then written with one
- * plain blocking write. Everywhere else we write to fd 1 and cope with
+ * fd 1 itself may be switched to O_NONBLOCK behind our back (Bun does that
+ * when its process.stdout stream or Bun.stdout is used), and then a big write
+ * comes back short or fails with EAGAIN. On Linux, opening /proc/self/fd/1 of
+ * a pipe yields a separate open file description of the same pipe whose
+ * blocking mode nobody else touches, so a big message is one plain blocking
+ * write. Everywhere else (other OSes, sockets) we write to fd 1 and cope with
  * partial writes and EAGAIN in `writeBytes`.
  */
 function openProtocolOutput(): number {
@@ -131,7 +136,7 @@ function writeBytes(bytes: Uint8Array, offset: number): void {
   }
 }
 
-/** EAGAIN (non-blocking fd, pipe full): wait 1 ms and let the caller retry. */
+/** EAGAIN (non-blocking fd, pipe full): wait 1 ms and let the caller retry. Anything else is fatal. */
 function onWriteError(err: unknown): void {
   const code = (err as { code?: string } | null)?.code;
   if (code === "EAGAIN" || code === "EWOULDBLOCK" || code === "EINTR") {
@@ -193,11 +198,27 @@ function errorFields(value: unknown): ErrorFields {
       return {
         name: typeof err.name === "string" && err.name !== "" ? err.name : "Error",
         message: typeof err.message === "string" ? err.message : safeString(err.message),
-        stack: typeof err.stack === "string" ? err.stack : "",
+        stack: typeof err.stack === "string" ? userStack(err.stack) : "",
       };
     }
   }
   return { name: "Error", message: safeString(value), stack: "" };
+}
+
+/** Drops the worker's own frames (and AsyncLocalStorage's) from a stack trace. */
+function userStack(stack: string): string {
+  if (!stack.includes(WORKER_PATH) && !stack.includes("node:async_hooks")) return stack;
+  return stack
+    .split("\n")
+    .filter((line) => !isInternalFrame(line))
+    .join("\n");
+}
+
+function isInternalFrame(line: string): boolean {
+  return (
+    line.trimStart().startsWith("at ") &&
+    (line.includes(WORKER_PATH) || line.includes("node:async_hooks"))
+  );
 }
 
 function safeString(value: unknown): string {
@@ -209,7 +230,7 @@ function safeString(value: unknown): string {
 }
 
 function describeForLog(value: unknown): string {
-  if (value instanceof Error && typeof value.stack === "string") return value.stack;
+  if (value instanceof Error && typeof value.stack === "string") return userStack(value.stack);
   return typeof value === "string" ? value : Bun.inspect(value);
 }
 
@@ -326,7 +347,7 @@ function installConsole(): void {
   c.dirxml = c.log;
   c.trace = (...args: unknown[]) => {
     // Drop "Error" and the frame of this function.
-    const frames = (new Error().stack ?? "").split("\n").slice(2).join("\n");
+    const frames = userStack((new Error().stack ?? "").split("\n").slice(2).join("\n"));
     emit("trace", (args.length > 0 ? formatArgs(args) : "Trace") + "\n" + frames);
   };
   c.dir = (value: unknown, options?: object) => emit("log", Bun.inspect(value, options as any));
@@ -367,18 +388,53 @@ function installConsole(): void {
   };
 }
 
-/** process.stdout.write -> `log` level "stdout"; process.stderr is left alone. */
-function installStdoutWrite(): void {
-  const stdout = process.stdout as any;
-  stdout.write = (chunk: unknown, encoding?: unknown, callback?: unknown): boolean => {
-    if (typeof encoding === "function") {
-      callback = encoding;
-      encoding = undefined;
-    }
-    userLog("stdout", chunkToString(chunk, encoding));
-    if (typeof callback === "function") queueMicrotask(callback as () => void);
-    return true;
-  };
+/** process.stdout.write(chunk, [encoding], [callback]) -> `log` level "stdout". */
+function writeStdout(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
+  if (typeof encoding === "function") {
+    callback = encoding;
+    encoding = undefined;
+  }
+  userLog("stdout", chunkToString(chunk, encoding));
+  if (typeof callback === "function") queueMicrotask(callback as () => void);
+  return true;
+}
+
+/**
+ * Redirects process.stdout into `log` messages; process.stderr is left alone.
+ *
+ * Bun builds process.stdout lazily, and building it costs ~8 ms (about 40%
+ * of start-to-ready) and switches fd 1 to non-blocking mode. So Bun's stream
+ * is never built: process.stdout becomes a lazy accessor whose first access
+ * builds a small Writable (fd 1, not a TTY) whose writes become `log` lines.
+ * Functions that never touch process.stdout never pay for node:stream.
+ */
+function installStdout(): void {
+  let stream: unknown;
+  // A plain assignment first: Bun would build its stream just to redefine
+  // the property (defineProperty and delete both materialise it; `=` does not).
+  (process as any).stdout = undefined;
+  Object.defineProperty(process, "stdout", {
+    configurable: true,
+    enumerable: true,
+    get: () => (stream ??= createStdoutStream()),
+    set: (value: unknown) => void (stream = value),
+  });
+}
+
+function createStdoutStream(): unknown {
+  const { Writable } = require("node:stream") as typeof import("node:stream");
+  const stream = new Writable({
+    decodeStrings: false,
+    write(chunk, encoding, callback) {
+      userLog("stdout", chunkToString(chunk, encoding));
+      callback();
+    },
+  }) as any;
+  // Direct writes skip the stream machinery (and never report backpressure).
+  stream.write = writeStdout;
+  stream.fd = 1;
+  stream.isTTY = false;
+  return stream;
 }
 
 // ---------------------------------------------------------------------------
@@ -557,13 +613,13 @@ const lineDecoder = new TextDecoder();
 
 function handleLine(bytes: Uint8Array): void {
   if (shuttingDown) return;
+  if (bytes.length === 0) return;
   const text = lineDecoder.decode(bytes);
-  if (text.trim() === "") return;
   let msg: any;
   try {
     msg = JSON.parse(text);
   } catch (err) {
-    reportBadLine(text, (err as Error).message);
+    if (text.trim() !== "") reportBadLine(text, (err as Error).message);
     return;
   }
   switch (msg?.type) {
@@ -657,7 +713,7 @@ async function main(): Promise<void> {
 
   installResponseProxy();
   installConsole();
-  installStdoutWrite();
+  installStdout();
   installProcessErrorHandlers();
 
   let mod: Record<string, unknown>;

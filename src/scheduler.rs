@@ -168,6 +168,14 @@ impl Scheduler {
         };
 
         match reply {
+            Reply::Response(response) if !(100..=999).contains(&response.status) => {
+                // Response.error() (status 0) and the like: no HTTP answer of the function's.
+                pool.release(worker);
+                Err(InvokeError::BadResponse(format!(
+                    "the function returned status {}, which is not an HTTP status",
+                    response.status
+                )))
+            }
             Reply::Response(response) => {
                 pool.release(worker);
                 let body = BASE64
