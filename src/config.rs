@@ -363,10 +363,11 @@ impl Layers {
 
     /// Validates every value into a [`Config`].
     pub fn resolve(&self) -> Result<Config, ConfigError> {
-        let data_dir = PathBuf::from(self.parse("data_dir", non_empty)?);
+        // Absolute from here on: children (bun build, workers) run in other directories.
+        let data_dir = absolute(PathBuf::from(self.parse("data_dir", non_empty)?));
         let socket = match self.get("socket").0 {
             "" => data_dir.join("functions.sock"),
-            path => PathBuf::from(path),
+            path => absolute(PathBuf::from(path)),
         };
         let optional_path = |v: &str| Ok((!v.is_empty()).then(|| PathBuf::from(v)));
         let limits = Limits {
@@ -419,6 +420,11 @@ impl Layers {
             data_dir,
         })
     }
+}
+
+/// `path` made absolute against the current directory (unchanged if that fails).
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 /// Drops a trailing ` # comment` from a value.
@@ -530,7 +536,9 @@ mod tests {
     fn defaults_resolve() {
         let config = Layers::new().resolve().unwrap();
         assert_eq!(config.http_port, 8080);
-        assert_eq!(config.socket, PathBuf::from("./data/functions.sock"));
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(config.data_dir, cwd.join("data"));
+        assert_eq!(config.socket, cwd.join("data/functions.sock"));
         assert_eq!(config.limits.invocation_timeout, Duration::from_secs(30));
         assert_eq!(config.max_body_size, 16 << 20);
     }

@@ -166,19 +166,12 @@ impl Deployer {
         Ok(deployed)
     }
 
-    /// Deploys one function of a functions directory. Its `NAME.env` file, when present,
-    /// replaces the stored environment.
+    /// Deploys one function of a functions directory. The directory is the source of
+    /// truth: its `NAME.env` file is the whole environment (none without the file).
     pub fn deploy_source(&self, source: &FunctionSource) -> Result<Deployed, DeployError> {
         let name = &source.name;
-        let env = match &source.env_file {
-            Some(_) => Some(
-                source
-                    .env()
-                    .map_err(|e| DeployError::Source(name.clone(), e))?,
-            ),
-            None => None,
-        };
-        self.deploy_code(name, &source.entry, env, &Settings::default())
+        let env = source.env().map_err(|e| DeployError::Source(name.clone(), e))?;
+        self.deploy_code(name, &source.entry, Some(env), &Settings::default())
     }
 
     /// Deploys uploaded source, stored under `data/sources/{function_id}/{digest}/`.
@@ -512,8 +505,10 @@ fn build_into(bun: &Path, entry: &Path, bundle: &Path) -> Result<(), BuildError>
         std::fs::create_dir_all(dir)
             .map_err(|e| BuildError::Compile(format!("failed to create {}: {e}", dir.display())))?;
     }
+    // `bun build` runs in the entry's directory, so both paths must be absolute.
     let entry = std::path::absolute(entry).unwrap_or_else(|_| entry.to_path_buf());
-    bundler::build(bun, &entry, bundle)
+    let bundle = std::path::absolute(bundle).unwrap_or_else(|_| bundle.to_path_buf());
+    bundler::build(bun, &entry, &bundle)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 mod cases;
 mod cli;
+mod readme;
 mod serve;
 mod socket;
 mod support;
