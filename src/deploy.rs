@@ -170,7 +170,9 @@ impl Deployer {
     /// truth: its `NAME.env` file is the whole environment (none without the file).
     pub fn deploy_source(&self, source: &FunctionSource) -> Result<Deployed, DeployError> {
         let name = &source.name;
-        let env = source.env().map_err(|e| DeployError::Source(name.clone(), e))?;
+        let env = source
+            .env()
+            .map_err(|e| DeployError::Source(name.clone(), e))?;
         self.deploy_code(name, &source.entry, Some(env), &Settings::default())
     }
 

@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod deploy;
 pub mod gateway;
+pub mod metrics;
 pub mod observe;
 pub mod pool;
 pub mod registry;

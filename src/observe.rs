@@ -1,21 +1,19 @@
 //! The observability hub: every line of function output and one record per invocation
-//! arrive here, and go on to the stores that keep them.
-//!
-//! FIXME: today both are kept in memory only (the newest lines per function, counters
-//! since start); issue 4 sends them to logs.db + logs/*.jsonl and metrics.db, written by
-//! threads of their own.
+//! arrive here, and go on to the stores that keep them: lines and records to the log
+//! store (`store::logs`, logs.db and logs/*.jsonl), records also to the metrics
+//! (`metrics`, metrics.db and `/metrics`). Each store writes on a thread of its own;
+//! nothing here blocks the request path.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use serde::Serialize;
 
 use crate::scheduler::InvokeError;
+use crate::store::logs::Logs;
 
-/// Lines kept per function.
-const LINES_PER_FUNCTION: usize = 1000;
-
+/// One line of function output.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogLine {
     pub time_ms: i64,
@@ -26,42 +24,56 @@ pub struct LogLine {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Counters {
-    pub invocations: u64,
-    pub errors: u64,
-    pub timeouts: u64,
-    pub cold_starts: u64,
-    pub duration_ms_total: u64,
-    pub duration_ms_max: u64,
+/// The log store the hub feeds, once the server started it.
+static LOG_STORE: RwLock<Option<Arc<Logs>>> = RwLock::new(None);
+
+/// Plugs the log store in: from now on lines and records go to it.
+pub fn attach_logs(logs: Arc<Logs>) {
+    *LOG_STORE.write() = Some(logs);
 }
 
-static LOGS: Mutex<BTreeMap<String, VecDeque<LogLine>>> = Mutex::new(BTreeMap::new());
-static COUNTERS: Mutex<BTreeMap<String, Counters>> = Mutex::new(BTreeMap::new());
+/// Unplugs the log store; later lines reach only the server's own log.
+pub fn detach_logs() {
+    LOG_STORE.write().take();
+}
 
-/// Keeps one line of function output.
+/// The log store, for GET_LOGS.
+pub fn logs() -> Option<Arc<Logs>> {
+    LOG_STORE.read().clone()
+}
+
+/// Takes one line of function output. A line within its budget (see `store::logs`) is
+/// echoed to the server's log and queued for the log store; nothing here waits for the
+/// store, and a line over budget or finding the queue full is only counted.
 pub fn record_log(line: LogLine) {
-    let mut logs = LOGS.lock();
-    let lines = logs.entry(line.function.clone()).or_default();
-    if lines.len() == LINES_PER_FUNCTION {
-        lines.pop_front();
+    match logs() {
+        Some(logs) if !logs.sink.admit(&line) => {}
+        Some(logs) => {
+            echo(&line);
+            logs.sink.queue(line);
+        }
+        None => echo(&line),
     }
-    lines.push_back(line);
 }
 
-/// The newest `limit` lines of one function (or of all), oldest first.
-pub fn recent_logs(function: Option<&str>, limit: usize) -> Vec<LogLine> {
-    let logs = LOGS.lock();
-    let mut lines: Vec<LogLine> = match function {
-        Some(name) => logs
-            .get(name)
-            .map(|l| l.iter().cloned().collect())
-            .unwrap_or_default(),
-        None => logs.values().flat_map(|l| l.iter().cloned()).collect(),
+/// Writes a line of function output to the server's log, under the target `function`.
+fn echo(line: &LogLine) {
+    let level = match line.stream.as_str() {
+        "error" => log::Level::Error,
+        "warn" | "stderr" => log::Level::Warn,
+        "debug" | "trace" => log::Level::Debug,
+        _ => log::Level::Info,
     };
-    lines.sort_by_key(|l| l.time_ms);
-    let skip = lines.len().saturating_sub(limit);
-    lines.split_off(skip)
+    log::log!(
+        target: "function",
+        level,
+        "function={} version={} invocation={} stream={} {}",
+        line.function,
+        line.version,
+        line.invocation.as_deref().unwrap_or("-"),
+        line.stream,
+        line.message
+    );
 }
 
 /// How an invocation ended, for records and metrics.
@@ -126,33 +138,21 @@ pub struct InvocationRecord {
     pub worker_pid: Option<u32>,
 }
 
-/// Counts one finished invocation.
+/// Takes one finished invocation: its record is queued for the log store (behind the
+/// invocation's lines), and it is counted.
 pub fn record_invocation(record: InvocationRecord) {
-    let ms = record.duration.as_millis() as u64;
-    let mut counters = COUNTERS.lock();
-    let c = counters.entry(record.function.clone()).or_default();
-    c.invocations += 1;
-    c.errors += u64::from(record.outcome != Outcome::Ok || record.status >= 500);
-    c.timeouts += u64::from(record.outcome == Outcome::Timeout);
-    c.cold_starts += u64::from(record.cold);
-    c.duration_ms_total += ms;
-    c.duration_ms_max = c.duration_ms_max.max(ms);
-}
-
-/// Counters by function name.
-pub fn counters(function: Option<&str>) -> BTreeMap<String, Counters> {
-    let counters = COUNTERS.lock();
-    counters
-        .iter()
-        .filter(|(name, _)| function.is_none_or(|f| f == name.as_str()))
-        .map(|(name, c)| (name.clone(), c.clone()))
-        .collect()
+    if let Some(logs) = logs() {
+        logs.sink.invocation(&record);
+    }
+    crate::metrics::record(&record);
 }
 
 /// Forgets a deleted function.
 pub fn forget(function: &str) {
-    LOGS.lock().remove(function);
-    COUNTERS.lock().remove(function);
+    if let Some(logs) = logs() {
+        logs.sink.forget(function);
+    }
+    crate::metrics::forget(function);
 }
 
 /// Replaces control characters (newlines, escapes) with visible escapes like `\n`.
@@ -175,62 +175,9 @@ pub fn escape_controls(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn line(function: &str, n: i64) -> LogLine {
-        LogLine {
-            time_ms: n,
-            function: function.into(),
-            version: 1,
-            invocation: None,
-            stream: "log".into(),
-            message: n.to_string(),
-        }
-    }
-
-    #[test]
-    fn logs_are_bounded_and_newest_kept() {
-        for n in 0..(LINES_PER_FUNCTION as i64 + 5) {
-            record_log(line("observe-test", n));
-        }
-        let recent = recent_logs(Some("observe-test"), 3);
-        let messages: Vec<&str> = recent.iter().map(|l| l.message.as_str()).collect();
-        assert_eq!(messages, ["1002", "1003", "1004"]);
-        assert_eq!(
-            recent_logs(Some("observe-test"), usize::MAX).len(),
-            LINES_PER_FUNCTION
-        );
-    }
-
     #[test]
     fn control_characters_are_escaped() {
         assert_eq!(escape_controls("plain ✓"), "plain ✓");
         assert_eq!(escape_controls("a\nb\r\u{1b}[31m"), "a\\nb\\r\\u{001b}[31m");
-    }
-
-    fn record(outcome: Outcome, cold: bool, ms: u64) -> InvocationRecord {
-        InvocationRecord {
-            function: "observe-count".into(),
-            version: 1,
-            invocation: "i".into(),
-            start_ms: 0,
-            duration: Duration::from_millis(ms),
-            status: 200,
-            outcome,
-            cold,
-            init: None,
-            queue_wait: Duration::ZERO,
-            worker_pid: None,
-        }
-    }
-
-    #[test]
-    fn counters_add_up() {
-        record_invocation(record(Outcome::Ok, true, 5));
-        record_invocation(record(Outcome::Timeout, false, 9));
-        let c = &counters(Some("observe-count"))["observe-count"];
-        assert_eq!(
-            (c.invocations, c.errors, c.timeouts, c.cold_starts),
-            (2, 1, 1, 1)
-        );
-        assert_eq!((c.duration_ms_total, c.duration_ms_max), (14, 9));
     }
 }

@@ -1,6 +1,7 @@
-//! `functions serve`: start-up in order (data dir, Bun, metadata, restore and deploy,
-//! pool maintenance, gateway) and the orderly shutdown: stop intake, let in-flight
-//! invocations finish within the grace period, stop workers, kill stragglers.
+//! `functions serve`: start-up in order (data dir, Bun, metadata, metrics writer, restore
+//! and deploy, pool maintenance, gateway) and the orderly shutdown: stop intake, let
+//! in-flight invocations finish within the grace period, stop workers, kill stragglers,
+//! write the last metrics.
 
 use std::fmt;
 use std::sync::Arc;
@@ -12,11 +13,13 @@ use crate::api::{socket, ApiContext, ApiServer, SocketError};
 use crate::config::Config;
 use crate::deploy::{DeployError, Deployer};
 use crate::gateway::Gateway;
+use crate::metrics;
 use crate::registry::Registry;
 use crate::runtime::{self, RuntimeError};
 use crate::scheduler::Scheduler;
 use crate::signals::Signals;
 use crate::store::lock::{DataDirLock, LockError};
+use crate::store::logs::LogStore;
 use crate::store::metadata::{Metadata, StoreError};
 use crate::watch::Watcher;
 use crate::worker;
@@ -26,6 +29,8 @@ pub enum ServeError {
     DataDir(std::path::PathBuf, std::io::Error),
     Runtime(RuntimeError),
     Store(StoreError),
+    Metrics(StoreError),
+    Logs(crate::store::logs::LogError),
     Deploy(DeployError),
     Gateway(String),
     Signals(ctrlc::Error),
@@ -42,6 +47,8 @@ impl fmt::Display for ServeError {
             }
             ServeError::Runtime(e) => write!(f, "{e}"),
             ServeError::Store(e) => write!(f, "{e}"),
+            ServeError::Metrics(e) => write!(f, "{e}"),
+            ServeError::Logs(e) => write!(f, "{e}"),
             ServeError::Deploy(e) => write!(f, "{e}"),
             ServeError::Gateway(e) => write!(f, "{e}"),
             ServeError::Signals(e) => write!(f, "failed to install signal handlers: {e}"),
@@ -78,6 +85,9 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
         data_dir.display()
     );
     let meta = Arc::new(Metadata::open(data_dir).map_err(ServeError::Store)?);
+    // Before any worker starts, so no line of theirs misses the store.
+    let logs = LogStore::start(data_dir, &config.observability).map_err(ServeError::Logs)?;
+    let metrics = metrics::start(data_dir, &config.observability).map_err(ServeError::Metrics)?;
     let registry = Arc::new(Registry::default());
     let deployer = Arc::new(Deployer::new(
         Arc::clone(&meta),
@@ -112,6 +122,7 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
                 Scheduler::new(Arc::clone(&registry)),
                 Arc::clone(&registry),
                 config.max_body_size,
+                config.observability.enable_metrics,
             )
             .map_err(|e| ServeError::Gateway(e.to_string()))?,
         ),
@@ -172,6 +183,9 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
     if matches!(stopped, Stopped::CutOff) {
         log::warn!("grace period over with requests still running; cutting them off");
     }
+    if let Some(gateway) = gateway.as_mut() {
+        gateway.close();
+    }
     let remaining = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_secs(1));
@@ -184,6 +198,8 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
         gateway.join();
     }
     let _ = api_stopped.recv();
+    metrics.stop();
+    logs.stop();
     log::info!("stopped");
     Ok(stopped)
 }

@@ -14,6 +14,7 @@ pub mod socket;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter};
 use std::net::Shutdown;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,6 +43,8 @@ type Open = Mutex<HashMap<u64, UnixStream>>;
 
 pub struct ApiServer {
     path: PathBuf,
+    /// The listening socket's descriptor, to wake `accept` at shutdown.
+    listener_fd: RawFd,
     stopping: Arc<AtomicBool>,
     open: Arc<Open>,
     threads: Vec<JoinHandle<()>>,
@@ -73,6 +76,7 @@ impl ApiServer {
                 .map_err(|e| SocketError::Io("start a thread for", path.to_path_buf(), e))?;
             handles.push(handle);
         }
+        let listener_fd = listener.as_raw_fd();
         let accept_stopping = Arc::clone(&stopping);
         let handle = thread::Builder::new()
             .name("api-accept".into())
@@ -85,6 +89,7 @@ impl ApiServer {
         );
         Ok(ApiServer {
             path: path.to_path_buf(),
+            listener_fd,
             stopping,
             open,
             threads: handles,
@@ -95,7 +100,12 @@ impl ApiServer {
     /// every thread and removes the socket file.
     pub fn stop(self) {
         self.stopping.store(true, Ordering::Release);
-        // Wake the accept loop; it sees the flag and drops the channel's sender.
+        // Wake the accept loop (it sees the flag and drops the channel's sender). Shutting
+        // the listening socket down works even when its file was deleted meanwhile.
+        // SAFETY: the accept thread owns the listener until it is joined below.
+        unsafe {
+            libc::shutdown(self.listener_fd, libc::SHUT_RDWR);
+        }
         let _ = UnixStream::connect(&self.path);
         for stream in self.open.lock().values() {
             let _ = stream.shutdown(Shutdown::Read);

@@ -55,17 +55,14 @@ pub fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, SocketErro
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let private = parent.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    // Short names: a socket path is limited to 107 bytes, staging included.
+    let private = parent.join(format!(".fs{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&private);
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&private)
         .map_err(|e| SocketError::Io("create", private.clone(), e))?;
-    let staged = private.join("socket");
+    let staged = private.join("s");
     let result = (|| {
         let listener =
             UnixListener::bind(&staged).map_err(|e| SocketError::Io("bind", staged.clone(), e))?;

@@ -39,8 +39,9 @@ Usage:
   functions delete NAME                  remove a function and its versions
   functions register NAME [options]      register a function without deploying it
   functions env NAME set K=V... | unset K... | list [--reveal]
-  functions logs [NAME] [--limit N]      recent console output of functions
-  functions metrics [NAME]               invocation counters
+  functions logs [NAME] [--follow] [--since 10m] [--level L] [--invocation ID]
+                                         function output and invocation records
+  functions metrics [NAME] [--window 1h] invocations, errors, latency percentiles
   functions status                       server version, uptime and workers
   functions --version | --help
 

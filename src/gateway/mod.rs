@@ -1,9 +1,9 @@
 //! The HTTP gateway: one tiny_http server and a fixed pool of OS threads calling `recv()`.
 //!
-//! Threads hold only a weak reference to the server, so dropping the one strong
-//! reference at shutdown closes the listening socket (new connections are refused) while
-//! in-flight requests finish on their threads. Requests already accepted but not yet
-//! picked up are answered 503.
+//! Shutdown has two steps. Stopping: every new request is answered 503 at once while the
+//! ones in flight finish. Closing, once they have: requests still queued get 503 too, and
+//! the one strong reference to the server is dropped, which closes the listening socket
+//! (threads hold only weak references).
 
 pub mod answer;
 pub mod request;
@@ -15,7 +15,6 @@ use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
 use tiny_http::Server;
 
 use crate::registry::Registry;
@@ -29,8 +28,12 @@ pub struct Context {
     pub scheduler: Scheduler,
     pub registry: Arc<Registry>,
     pub max_body_size: usize,
+    /// Whether `GET /metrics` serves the Prometheus text (else it is 404).
+    pub enable_metrics: bool,
     pub local_addr: SocketAddr,
     pub stopping: AtomicBool,
+    /// Set when the server is closed: the threads leave their loop.
+    pub closed: AtomicBool,
     /// Requests being handled right now.
     pub in_flight: AtomicUsize,
 }
@@ -39,8 +42,6 @@ pub struct Gateway {
     server: Option<Arc<Server>>,
     context: Arc<Context>,
     threads: Vec<JoinHandle<()>>,
-    /// Disconnected once every gateway thread has finished.
-    finished: Receiver<()>,
 }
 
 #[derive(Debug)]
@@ -63,6 +64,7 @@ impl Gateway {
         scheduler: Scheduler,
         registry: Arc<Registry>,
         max_body_size: usize,
+        enable_metrics: bool,
     ) -> Result<Gateway, StartError> {
         let addr = format!("{host}:{port}");
         let server =
@@ -76,20 +78,20 @@ impl Gateway {
             scheduler,
             registry,
             max_body_size,
+            enable_metrics,
             local_addr,
             stopping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
         });
 
-        let (finished_tx, finished_rx) = bounded::<()>(0);
         let handles = (0..threads)
             .map(|n| {
                 let server = Arc::downgrade(&server);
                 let context = Arc::clone(&context);
-                let finished = finished_tx.clone();
                 thread::Builder::new()
                     .name(format!("http-{n}"))
-                    .spawn(move || serve_requests(server, context, finished))
+                    .spawn(move || serve_requests(server, context))
                     .map_err(|e| StartError(format!("failed to start a gateway thread: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -97,7 +99,6 @@ impl Gateway {
             server: Some(server),
             context,
             threads: handles,
-            finished: finished_rx,
         })
     }
 
@@ -105,25 +106,33 @@ impl Gateway {
         self.context.local_addr
     }
 
-    /// Stops intake: answers 503 to accepted requests nobody picked up yet, then closes
-    /// the listening socket. In-flight requests carry on.
-    pub fn stop_intake(&mut self) {
+    /// Stops intake: from now on new requests are answered 503; in-flight ones carry on.
+    pub fn stop_intake(&self) {
         self.context.stopping.store(true, Ordering::Release);
+    }
+
+    /// Waits until no request is in flight or `deadline` passes; true if none is.
+    pub fn drain(&self, deadline: Instant) -> bool {
+        loop {
+            if self.context.in_flight.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Answers 503 to requests still queued, then closes the listening socket. The
+    /// threads leave their loop within one poll interval.
+    pub fn close(&mut self) {
+        self.context.closed.store(true, Ordering::Release);
         if let Some(server) = self.server.take() {
             while let Ok(Some(request)) = server.try_recv() {
                 routes::refuse_shutting_down(request);
             }
             drop(server);
-        }
-    }
-
-    /// Waits until in-flight requests finish or `deadline` passes; true if all finished.
-    /// Idle threads notice the stop within one poll interval, so once nothing is in
-    /// flight the grace period counts as kept even if they have not exited yet.
-    pub fn drain(&self, deadline: Instant) -> bool {
-        match self.finished.recv_deadline(deadline) {
-            Err(e) if e.is_disconnected() => true,
-            _ => self.context.in_flight.load(Ordering::Acquire) == 0,
         }
     }
 
@@ -135,8 +144,8 @@ impl Gateway {
     }
 }
 
-fn serve_requests(server: Weak<Server>, context: Arc<Context>, _finished: Sender<()>) {
-    while !context.stopping.load(Ordering::Acquire) {
+fn serve_requests(server: Weak<Server>, context: Arc<Context>) {
+    while !context.closed.load(Ordering::Acquire) {
         let Some(server) = server.upgrade() else {
             break;
         };

@@ -78,6 +78,31 @@ fn read_body(request: &mut Request, max: usize) -> Result<Vec<u8>, BodyError> {
     Ok(body)
 }
 
+/// Why a request must be refused before routing (400), if it must: a path with dot
+/// segments (which the function's URL parser would resolve to another path than the one
+/// routed), or a header that could not be passed on intact.
+pub fn framing_problem(request: &Request, path: &str) -> Option<&'static str> {
+    if has_dot_segment(path) {
+        return Some("the path has `.` or `..` segments");
+    }
+    let bad_header = request
+        .headers()
+        .iter()
+        .any(|h| !super::answer::safe_header(h.field.as_str().as_str(), h.value.as_str()));
+    if bad_header {
+        return Some("a header has an invalid name or a control character in its value");
+    }
+    None
+}
+
+/// Whether a `/`-separated path has a `.` or `..` segment, percent-encoded or not.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
 /// Whether a Host header is safe to put into a URL: host name or address, optional port.
 fn valid_host(host: &str) -> bool {
     !host.is_empty()
@@ -98,6 +123,14 @@ mod tests {
         assert!(!valid_host("evil.com/path"));
         assert!(!valid_host("a b"));
         assert!(!valid_host(""));
+    }
+
+    #[test]
+    fn dot_segments_are_found_encoded_or_not() {
+        assert!(has_dot_segment("/functions/a/../b"));
+        assert!(has_dot_segment("/functions/a/%2E%2e/b"));
+        assert!(has_dot_segment("/functions/a/./b"));
+        assert!(!has_dot_segment("/functions/a/b.c/..d"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Routing of one HTTP request: `/functions/{name}[/rest]` invokes, `GET /health` reports,
-//! anything else is 404. Writes one access line per request.
+//! `GET /metrics` shows the Prometheus metrics (unless `enable_metrics` is off), anything
+//! else is 404. Writes one access line per request.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -10,6 +11,7 @@ use tiny_http::{Method, Request};
 use super::answer::{self, Answer};
 use super::request::{self, BodyError};
 use super::Context;
+use crate::observe::escape_controls;
 use crate::registry::valid_name;
 use crate::scheduler::InvokeError;
 
@@ -21,10 +23,16 @@ pub fn handle(mut request: Request, context: &Context) {
     let path = url.split('?').next().unwrap_or("").to_string();
 
     let answer = catch_unwind(AssertUnwindSafe(|| {
+        if context.stopping.load(Ordering::Acquire) {
+            return answer::shutting_down();
+        }
+        if let Some(problem) = request::framing_problem(&request, &path) {
+            return answer::bad_request(problem);
+        }
         route(&mut request, context, &id, &method, &path)
     }))
     .unwrap_or_else(|_| {
-        log::error!("gateway panicked while handling {method} {path} invocation={id}");
+        log::error!("gateway panicked invocation={id}");
         answer::internal()
     });
 
@@ -35,8 +43,11 @@ pub fn handle(mut request: Request, context: &Context) {
     if let Err(e) = request.respond(answer.into_response(&id, is_head)) {
         log::debug!("failed to write the response invocation={id}: {e}");
     }
+    // Method and path come from the client: escaped, they cannot forge log lines.
     log::info!(
-        "{method} {path} status={status} function={} invocation={id} cold={} duration_ms={}",
+        "{} {} status={status} function={} invocation={id} cold={} duration_ms={}",
+        escape_controls(method.as_str()),
+        escape_controls(&path),
         function.as_deref().unwrap_or("-"),
         cold.map_or("-", |c| if c { "true" } else { "false" }),
         started.elapsed().as_millis()
@@ -52,6 +63,7 @@ fn route(
 ) -> Answer {
     match (method, path) {
         (Method::Get | Method::Head, "/health") => health(context),
+        (Method::Get | Method::Head, "/metrics") if context.enable_metrics => metrics(context),
         (_, p) if p.starts_with("/functions/") => {
             invoke(request, context, id, &p["/functions/".len()..])
         }
@@ -66,6 +78,18 @@ fn health(context: &Context) -> Answer {
         "functions": context.registry.stats(),
     });
     Answer::json(if stopping { 503 } else { 200 }, &body)
+}
+
+fn metrics(context: &Context) -> Answer {
+    let body = crate::metrics::prometheus_text(&context.registry);
+    let content_type = crate::metrics::prometheus::CONTENT_TYPE;
+    Answer {
+        status: 200,
+        headers: vec![("content-type".into(), content_type.into())],
+        body: body.into_bytes(),
+        function: None,
+        cold: None,
+    }
 }
 
 fn invoke(request: &mut Request, context: &Context, id: &str, rest: &str) -> Answer {

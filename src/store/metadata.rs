@@ -7,9 +7,7 @@
 //! mutex is enough; the request path never touches this store.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -19,22 +17,10 @@ use super::now_ms;
 /// Environment variables of one function, ordered by name.
 pub type Env = BTreeMap<String, String>;
 
-#[derive(Debug)]
-pub struct StoreError {
-    op: &'static str,
-    source: rusqlite::Error,
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "failed to {} in metadata.db: {}", self.op, self.source)
-    }
-}
-
-impl std::error::Error for StoreError {}
+pub use super::StoreError;
 
 pub(super) fn op(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
-    move |source| StoreError { op, source }
+    super::op_on("metadata.db", op)
 }
 
 /// The newest version of a function and where it stands.
@@ -92,13 +78,7 @@ impl Metadata {
     /// Opens (creating if needed) `metadata.db` in the data directory.
     pub fn open(data_dir: &Path) -> Result<Metadata, StoreError> {
         let path: PathBuf = data_dir.join("metadata.db");
-        let conn = Connection::open(path).map_err(op("open"))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .map_err(op("set busy timeout"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(op("enable WAL"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(op("set synchronous"))?;
+        let conn = super::open_sqlite(&path).map_err(op("open"))?;
         conn.execute_batch(SCHEMA).map_err(op("create schema"))?;
         Ok(Metadata {
             conn: Mutex::new(conn),

@@ -3,7 +3,40 @@
 pub mod bundles;
 pub mod catalog;
 pub mod lock;
+pub mod logs;
 pub mod metadata;
+pub mod metrics;
+
+/// A failed SQLite operation: which database, what it was doing, and why.
+#[derive(Debug)]
+pub struct StoreError {
+    db: &'static str,
+    op: &'static str,
+    source: rusqlite::Error,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "failed to {} in {}: {}", self.op, self.db, self.source)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Maps a rusqlite error of operation `op` on database `db` to a [`StoreError`].
+pub fn op_on(db: &'static str, op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |source| StoreError { db, op, source }
+}
+
+/// Opens a SQLite database the way every store here does: a 5 s busy timeout, WAL, and
+/// `synchronous = NORMAL` (a crash loses at most the last commits, never consistency).
+pub fn open_sqlite(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
 
 /// Milliseconds since the Unix epoch, the timestamp format of every store.
 pub fn now_ms() -> i64 {

@@ -250,10 +250,26 @@ impl Worker {
         self.join();
     }
 
+    /// Joins the pipe threads, waiting at most a second for them: a process the function
+    /// detached (setsid) can hold the worker's stdout open after the worker died, and no
+    /// caller may block on that.
+    // FIXME: such a worker stays a zombie until that process closes stdout; reaping on
+    // exit (pidfd or a SIGCHLD thread) instead of at stdout's end would fix it.
     fn join(&self) {
         let threads = std::mem::take(&mut *self.threads.lock());
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         for handle in threads {
-            let _ = handle.join();
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                log::warn!(
+                    "leaving a pipe thread of worker {} behind: something the function spawned keeps the pipe open",
+                    self.id
+                );
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ use std::io::{BufWriter, Write};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, ExitStatus};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -18,8 +19,15 @@ use super::{Reply, Shared};
 const MAX_PROTOCOL_LINE: usize = 96 << 20;
 /// Function output longer than this per line is cut, with a marker saying how much.
 pub const MAX_LOG_LINE: usize = 16 << 10;
+/// How long a dead worker's stderr may take to reach its end before it is left behind.
+const STDERR_LINGER: Duration = Duration::from_millis(500);
 /// Lines of stderr kept to explain a crash.
 const TAIL_LINES: usize = 10;
+/// Function output longer than this per message is cut (the worker cuts at 64 KiB too;
+/// a raw stdout line is only bounded by [`MAX_PROTOCOL_LINE`]).
+const MAX_MESSAGE: usize = 64 << 10;
+/// Stream names and invocation ids longer than this are cut.
+const MAX_LABEL: usize = 64;
 
 pub fn start(name: String, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     thread::Builder::new()
@@ -99,9 +107,11 @@ pub fn read_stdout(
     let mut reader = LineReader::new(stdout, MAX_PROTOCOL_LINE);
     let mut buf = Vec::new();
     let mut boot_error: Option<ErrorMsg> = None;
+    let mut oversized = false;
     let pid = exit.child.id();
     while let Ok(Some(dropped)) = reader.next_line(&mut buf) {
         if dropped > 0 {
+            oversized = true;
             log::error!(
                 "worker sent a line over {MAX_PROTOCOL_LINE} bytes, killing it function={} worker={}",
                 shared.function,
@@ -155,8 +165,28 @@ pub fn read_stdout(
     super::LIVE.lock().remove(&shared.worker_id);
     // Whatever the worker spawned dies with it; its stderr then reaches end of file.
     kill_group(pid);
-    let _ = stderr_thread.join();
-    let reason = describe_exit(status.ok(), boot_error.as_ref(), &tail.lock().joined());
+    // A process that left the group (setsid) may keep stderr open for as long as it
+    // likes: wait a moment for the drain to finish, then leave it to end on its own.
+    let waited = Instant::now();
+    while !stderr_thread.is_finished() && waited.elapsed() < STDERR_LINGER {
+        thread::sleep(Duration::from_millis(5));
+    }
+    if stderr_thread.is_finished() {
+        let _ = stderr_thread.join();
+    } else {
+        log::warn!(
+            "worker exited but something it spawned keeps its stderr open function={} worker={}",
+            shared.function,
+            shared.worker_id
+        );
+    }
+    let mut reason = describe_exit(status.ok(), boot_error.as_ref(), &tail.lock().joined());
+    if oversized {
+        reason = format!(
+            "it sent a message over {} MiB (too large a response?); {reason}",
+            MAX_PROTOCOL_LINE >> 20
+        );
+    }
     log::info!(
         "worker exited function={} version={} worker={} pid={pid} reason={reason:?}",
         shared.function,
@@ -188,33 +218,40 @@ fn deliver(shared: &Shared, id: &str, reply: Reply) {
     }
 }
 
-/// Logs one line of function output, attributed to its invocation when known, and keeps
-/// it for GET_LOGS. Control characters are escaped so output cannot forge log lines.
+/// Hands one line of function output to the observability hub, attributed to its
+/// invocation when known. Control characters are escaped so output cannot forge log
+/// lines; a message is cut at [`MAX_MESSAGE`], and the stream name and invocation id (which
+/// a function can forge with raw protocol lines) at [`MAX_LABEL`].
 fn log_output(shared: &Shared, invocation: Option<&str>, level: &str, message: &str) {
-    let level_filter = match level {
-        "error" => log::Level::Error,
-        "warn" | "stderr" => log::Level::Warn,
-        "debug" | "trace" => log::Level::Debug,
-        _ => log::Level::Info,
-    };
-    let message = crate::observe::escape_controls(message);
-    log::log!(
-        target: "function",
-        level_filter,
-        "function={} version={} invocation={} stream={} {message}",
-        shared.function,
-        shared.version,
-        invocation.unwrap_or("-"),
-        crate::observe::escape_controls(level)
-    );
+    let label = |text: &str| crate::observe::escape_controls(cut(text, MAX_LABEL).0);
+    // A write of one whole line (`process.stdout.write("...\n")`) ends in its line break.
+    let message = message.strip_suffix('\n').unwrap_or(message);
+    let message = message.strip_suffix('\r').unwrap_or(message);
+    let (kept, dropped) = cut(message, MAX_MESSAGE);
+    let mut message = crate::observe::escape_controls(kept);
+    if dropped > 0 {
+        message.push_str(&format!(" …[truncated {dropped} bytes]"));
+    }
     crate::observe::record_log(crate::observe::LogLine {
         time_ms: crate::store::now_ms(),
         function: shared.function.clone(),
         version: shared.version,
-        invocation: invocation.map(str::to_string),
-        stream: level.to_string(),
+        invocation: invocation.map(label),
+        stream: label(level),
         message,
     });
+}
+
+/// The longest prefix of `text` within `max` bytes, and how many bytes it leaves out.
+fn cut(text: &str, max: usize) -> (&str, usize) {
+    if text.len() <= max {
+        return (text, 0);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], text.len() - end)
 }
 
 /// Text of a line, lossily decoded, with a marker when bytes were cut off.
@@ -267,5 +304,11 @@ mod tests {
     fn truncation_marker_says_how_much() {
         assert_eq!(with_marker(b"abc", 0), "abc");
         assert_eq!(with_marker(b"abc", 10), "abc …[truncated 10 bytes]");
+    }
+
+    #[test]
+    fn cuts_fall_on_character_boundaries() {
+        assert_eq!(cut("abc", 3), ("abc", 0));
+        assert_eq!(cut("aé", 2), ("a", 2));
     }
 }

@@ -242,8 +242,11 @@ fn json_output_is_one_line_with_the_servers_field_names() {
         json(&["env", "hello", "set", "B=2", "--json"]),
         ["keys", "name"]
     );
-    assert_eq!(json(&["logs", "--json"]), ["logs"]);
-    assert_eq!(json(&["metrics", "hello", "--json"]), ["functions"]);
+    assert_eq!(json(&["logs", "--json"]), ["last_id", "logs"]);
+    assert_eq!(
+        json(&["metrics", "hello", "--json"]),
+        ["functions", "window_ms"]
+    );
     let status = json(&["status", "--json"]);
     assert_eq!(
         status,

@@ -6,6 +6,8 @@
 
 mod cases;
 mod cli;
+mod logs;
+mod metrics;
 mod readme;
 mod serve;
 mod socket;

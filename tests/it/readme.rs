@@ -5,14 +5,23 @@ use crate::support::{assert_error, Request, Server};
 
 #[test]
 fn readme_run_command_serves_every_example_as_the_curl_session_shows() {
-    let server = Server::builder().as_in_readme().start();
+    let server = Server::builder().like_the_readme().start();
 
     let hello = server.get("/functions/hello-world");
-    assert_eq!(hello.status, 200, "{}\n{}", hello.text(), server.logs_tail(4000));
+    assert_eq!(
+        hello.status,
+        200,
+        "{}\n{}",
+        hello.text(),
+        server.logs_tail(4000)
+    );
     assert_eq!(hello.text(), "Hello, world!\n");
     assert!(hello.header("x-invocation-id").is_some());
     assert!(hello.header("x-cold-start").is_some());
-    assert_eq!(server.get("/functions/hello-world?name=Ada").text(), "Hello, Ada!\n");
+    assert_eq!(
+        server.get("/functions/hello-world?name=Ada").text(),
+        "Hello, Ada!\n"
+    );
 
     let echo = server.call(
         &Request::new("POST", "/functions/json-echo")
@@ -20,15 +29,32 @@ fn readme_run_command_serves_every_example_as_the_curl_session_shows() {
             .body(r#"{"name":"ada"}"#),
     );
     assert_eq!(echo.status, 200, "{}", echo.text());
-    assert_eq!(echo.json()["received"], serde_json::json!({ "name": "ada" }));
+    assert_eq!(
+        echo.json()["received"],
+        serde_json::json!({ "name": "ada" })
+    );
 
-    assert_eq!(server.get("/functions/todos").json().as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        server
+            .get("/functions/todos")
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
     assert_eq!(server.get("/functions/todos/1").json()["id"], 1);
-    let created = server.call(&Request::new("POST", "/functions/todos").body(r#"{"title":"Read the docs"}"#));
+    let created =
+        server.call(&Request::new("POST", "/functions/todos").body(r#"{"title":"Read the docs"}"#));
     assert_eq!(created.status, 201, "{}", created.text());
 
     let greeting = server.get("/functions/greeting");
-    assert!(greeting.text().starts_with("Bonjour from an environment variable!"), "{}", greeting.text());
+    assert!(
+        greeting
+            .text()
+            .starts_with("Bonjour from an environment variable!"),
+        "{}",
+        greeting.text()
+    );
 
     assert_error(&server.get("/functions/fails"), 500, "function_error");
     assert_error(&server.get("/functions/nope"), 404, "not_found");

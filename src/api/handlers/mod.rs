@@ -78,7 +78,7 @@ pub fn dispatch(context: &ApiContext, command: Command, request: Frame) -> Frame
         Command::UnsetEnv => unset_env(context, &request.json),
         Command::ListEnv => list_env(context, &request.json),
         Command::GetLogs => logs::get_logs(&request.json),
-        Command::GetMetrics => metrics::get_metrics(&request.json),
+        Command::GetMetrics => metrics::get_metrics(context, &request.json),
         Command::Status => status(context),
     };
     let frame =

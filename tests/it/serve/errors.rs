@@ -151,3 +151,50 @@ fn full_queue_gets_429_with_retry_after() {
         assert!(retry.parse::<u64>().is_ok(), "Retry-After: {retry:?}");
     }
 }
+
+/// Regression: a function that detached a child (setsid) holding the worker's stdout and
+/// stderr, then hung, never got its 504: the server waited for those pipes to close.
+#[test]
+fn timeout_answers_even_when_a_detached_child_keeps_the_worker_pipes_open() {
+    const MARK: &str = "47.3125"; // a sleep duration no other test uses
+    let source = format!(
+        "export default () => {{ Bun.spawn([\"setsid\", \"sleep\", \"{MARK}\"], \
+         {{ stdout: \"inherit\", stderr: \"inherit\" }}); return new Promise(() => {{}}); }}"
+    );
+    let mut server = Server::builder()
+        .function("detach.ts", &source)
+        .config("invocation_timeout", "1s")
+        .config("shutdown_grace", "2s")
+        .start();
+
+    let started = Instant::now();
+    let response = server.get("/functions/detach");
+    assert_error(&response, 504, "timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "504 after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.get("/health").status, 200);
+
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.code().is_some(),
+        "server did not exit by itself: {status}"
+    );
+    kill_sleepers(MARK);
+}
+
+/// Kills the `sleep MARK` processes a test's function left behind (they left its group).
+fn kill_sleepers(mark: &str) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        if crate::support::procs::cmdline(pid as u32) == format!("sleep {mark}") {
+            // SAFETY: kill(2) on a process this test's function started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}

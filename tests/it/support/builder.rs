@@ -38,7 +38,7 @@ pub struct ServerBuilder {
     vars: Vec<(String, String)>,
     /// Run as README.md's command does: from a directory holding a copy of the
     /// repository's `examples/` and `functions.conf`, with relative paths and defaults.
-    as_in_readme: bool,
+    like_the_readme: bool,
 }
 
 impl ServerBuilder {
@@ -50,7 +50,7 @@ impl ServerBuilder {
             functions_dir: FunctionsDir::Temp,
             data_dir: None,
             vars: Vec::new(),
-            as_in_readme: false,
+            like_the_readme: false,
         }
     }
 
@@ -112,8 +112,8 @@ impl ServerBuilder {
 
     /// Runs `functions serve --functions-dir examples` as README.md does (plus
     /// `--http-port 0`), in a temp copy of the repository's examples and functions.conf.
-    pub fn as_in_readme(mut self) -> Self {
-        self.as_in_readme = true;
+    pub fn like_the_readme(mut self) -> Self {
+        self.like_the_readme = true;
         self
     }
 
@@ -167,16 +167,27 @@ impl ServerBuilder {
 
         let mut command = Command::new(env!("CARGO_BIN_EXE_functions"));
         let mut socket = socket;
-        if self.as_in_readme {
-            copy_dir(&super::manifest_dir().join("examples"), &temp.path().join("examples"));
-            fs::copy(super::manifest_dir().join("functions.conf"), temp.path().join("functions.conf"))
-                .expect("failed to copy functions.conf");
-            command.current_dir(temp.path()).args(["serve", "--functions-dir", "examples"]);
+        if self.like_the_readme {
+            copy_dir(
+                &super::manifest_dir().join("examples"),
+                &temp.path().join("examples"),
+            );
+            fs::copy(
+                super::manifest_dir().join("functions.conf"),
+                temp.path().join("functions.conf"),
+            )
+            .expect("failed to copy functions.conf");
+            command
+                .current_dir(temp.path())
+                .args(["serve", "--functions-dir", "examples"]);
             command.args(["--http-port", "0"]);
             socket = temp.path().join("data/functions.sock");
         } else {
             command.arg("serve").arg("--config").arg(&config_path);
-            command.arg("--data-dir").arg(&data_dir).args(["--http-port", "0"]);
+            command
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(["--http-port", "0"]);
             if let Some(dir) = &functions_dir {
                 command.arg("--functions-dir").arg(dir);
             }
@@ -217,7 +228,10 @@ impl ServerBuilder {
 /// Copies the files of `from` (one level) into a new directory `to`.
 fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).expect("failed to create a directory");
-    for entry in fs::read_dir(from).expect("failed to read a directory").flatten() {
+    for entry in fs::read_dir(from)
+        .expect("failed to read a directory")
+        .flatten()
+    {
         if entry.path().is_file() {
             fs::copy(entry.path(), to.join(entry.file_name())).expect("failed to copy a file");
         }
