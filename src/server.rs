@@ -4,6 +4,7 @@
 //! write the last metrics.
 
 use std::fmt;
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,7 +72,12 @@ pub enum Stopped {
 
 pub fn run(config: Config) -> Result<Stopped, ServeError> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir).map_err(|e| ServeError::DataDir(data_dir.clone(), e))?;
+    // Owner only: the data dir holds every function's environment and code.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|e| ServeError::DataDir(data_dir.clone(), e))?;
     // Claim the data dir and the socket before touching anything, so a second server
     // started by mistake changes nothing of the first one's.
     let _lock = DataDirLock::acquire(data_dir).map_err(ServeError::Lock)?;

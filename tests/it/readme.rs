@@ -65,4 +65,12 @@ fn readme_run_command_serves_every_example_as_the_curl_session_shows() {
     assert!(socket.exists(), "no socket at {}", socket.display());
     let bundles = socket.parent().unwrap().join("bundles");
     assert!(bundles.is_dir(), "no bundles in {}", bundles.display());
+
+    // The server created the data dir, for its owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(socket.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "data dir mode {:o}", mode & 0o777);
 }

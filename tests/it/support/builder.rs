@@ -135,7 +135,9 @@ impl ServerBuilder {
             .data_dir
             .clone()
             .unwrap_or_else(|| temp.path().join("data"));
-        fs::create_dir_all(&data_dir).expect("failed to create the data dir");
+        if !self.like_the_readme {
+            fs::create_dir_all(&data_dir).expect("failed to create the data dir");
+        }
         let functions_dir = match &self.functions_dir {
             FunctionsDir::Temp => Some(temp.path().join("functions")),
             FunctionsDir::At(dir) => Some(dir.clone()),
