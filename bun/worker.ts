@@ -11,7 +11,7 @@
  * uncaught errors) from corrupting the protocol stream.
  *
  * Protocol: NDJSON, one JSON object per line. The parent writes to our stdin,
- * we write to stdout; stderr is left alone (the parent drains and logs it).
+ * we write to stdout; the parent drains stderr and logs it.
  *
  *   parent -> child
  *     {"type":"invoke","id":string,"method":string,"url":string,
@@ -23,7 +23,7 @@
  *     {"type":"ready","pid":number}                        once, after the handler is resolved
  *     {"type":"response","id":string,"status":number,"status_text":string,
  *      "headers":[[name,value],...],"body":base64}
- *     {"type":"log","id":string|null,"level":"log"|"info"|"warn"|"error"|"debug"|"trace"|"stdout",
+ *     {"type":"log","id":string|null,"level":"log"|"info"|"warn"|"error"|"debug"|"trace"|"stdout"|"stderr",
  *      "message":string}                                   message capped at 64 KiB (UTF-8)
  *     {"type":"error","id":string|null,"name":string,"message":string,"stack":string}
  *
@@ -38,7 +38,7 @@
  * AsyncLocalStorage. User output is redirected: console.* and
  * process.stdout.write become `log` messages, uncaught exceptions and
  * unhandled rejections are logged instead of killing the worker, and
- * process.stderr is left alone.
+ * process.stderr.write becomes a `log` message of level "stderr".
  *
  * deadline is enforced by the parent (it kills the worker), so it is ignored here.
  */
@@ -388,51 +388,58 @@ function installConsole(): void {
   };
 }
 
-/** process.stdout.write(chunk, [encoding], [callback]) -> `log` level "stdout". */
-function writeStdout(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
-  if (typeof encoding === "function") {
-    callback = encoding;
-    encoding = undefined;
-  }
-  userLog("stdout", chunkToString(chunk, encoding));
-  if (typeof callback === "function") queueMicrotask(callback as () => void);
-  return true;
+type Stream = "stdout" | "stderr";
+
+/** process.stdout/stderr.write(chunk, [encoding], [callback]) -> `log` of that level. */
+function streamWriter(level: Stream) {
+  return function write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
+    if (typeof encoding === "function") {
+      callback = encoding;
+      encoding = undefined;
+    }
+    userLog(level, chunkToString(chunk, encoding));
+    if (typeof callback === "function") queueMicrotask(callback as () => void);
+    return true;
+  };
 }
 
 /**
- * Redirects process.stdout into `log` messages; process.stderr is left alone.
+ * Redirects process.stdout and process.stderr into `log` messages of level
+ * "stdout" / "stderr", attributed to the current invocation (raw writes to
+ * fd 2 by native code still reach the stderr pipe, without an invocation id).
  *
- * Bun builds process.stdout lazily, and building it costs ~8 ms (about 40%
- * of start-to-ready) and switches fd 1 to non-blocking mode. So Bun's stream
- * is never built: process.stdout becomes a lazy accessor whose first access
- * builds a small Writable (fd 1, not a TTY) whose writes become `log` lines.
- * Functions that never touch process.stdout never pay for node:stream.
+ * Bun builds these streams lazily, and building process.stdout costs ~8 ms
+ * (about 40% of start-to-ready) and switches fd 1 to non-blocking mode. So
+ * Bun's streams are never built: each becomes a lazy accessor whose first
+ * access builds a small Writable (not a TTY) whose writes become `log` lines.
+ * Functions that never touch them never pay for node:stream.
  */
-function installStdout(): void {
+function installStream(level: Stream, fd: number): void {
   let stream: unknown;
   // A plain assignment first: Bun would build its stream just to redefine
   // the property (defineProperty and delete both materialise it; `=` does not).
-  (process as any).stdout = undefined;
-  Object.defineProperty(process, "stdout", {
+  (process as any)[level] = undefined;
+  Object.defineProperty(process, level, {
     configurable: true,
     enumerable: true,
-    get: () => (stream ??= createStdoutStream()),
+    get: () => (stream ??= createStream(level, fd)),
     set: (value: unknown) => void (stream = value),
   });
 }
 
-function createStdoutStream(): unknown {
+function createStream(level: Stream, fd: number): unknown {
   const { Writable } = require("node:stream") as typeof import("node:stream");
+  const write = streamWriter(level);
   const stream = new Writable({
     decodeStrings: false,
     write(chunk, encoding, callback) {
-      userLog("stdout", chunkToString(chunk, encoding));
+      userLog(level, chunkToString(chunk, encoding));
       callback();
     },
   }) as any;
   // Direct writes skip the stream machinery (and never report backpressure).
-  stream.write = writeStdout;
-  stream.fd = 1;
+  stream.write = write;
+  stream.fd = fd;
   stream.isTTY = false;
   return stream;
 }
@@ -713,7 +720,8 @@ async function main(): Promise<void> {
 
   installResponseProxy();
   installConsole();
-  installStdout();
+  installStream("stdout", 1);
+  installStream("stderr", 2);
   installProcessErrorHandlers();
 
   let mod: Record<string, unknown>;
