@@ -520,11 +520,18 @@ function buildRequest(msg: InvokeMessage): Request {
   }
   const method = msg.method || "GET";
   const hasBody = method !== "GET" && method !== "HEAD" && typeof msg.body === "string" && msg.body !== "";
-  return new Request(msg.url, {
+  const request = new Request(msg.url, {
     method,
     headers,
     body: hasBody ? decodeBase64(msg.body) : undefined,
   });
+  // Bun turns methods it does not know (FOO) into GET; the handler must see the method
+  // as sent, so an own property shadows the getter. Known methods keep Fetch's
+  // normalisation (get -> GET), as under Bun.serve.
+  if (request.method !== method && request.method !== method.toUpperCase()) {
+    Object.defineProperty(request, "method", { value: method, enumerable: true });
+  }
+  return request;
 }
 
 /** Response headers as ordered pairs, one pair per Set-Cookie, plus Bun.serve's implied content-type. */

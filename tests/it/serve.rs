@@ -165,3 +165,20 @@ fn head_then_get_on_one_keep_alive_connection() {
     assert_eq!(get.status, 200, "body: {}", get.text());
     assert_eq!(get.text(), "0123456789".repeat(100));
 }
+
+/// Regression: Bun turns methods it does not know into GET; the handler must see them.
+#[test]
+fn unknown_http_methods_reach_the_handler_as_sent_with_their_body() {
+    let source =
+        "export default async (r: Request) => new Response(`${r.method} ${await r.text()}`);";
+    let server = Server::builder().function("method.ts", source).start();
+
+    for (method, want) in [
+        ("FOO", "FOO body"),
+        ("PROPFIND", "PROPFIND body"),
+        ("PATCH", "PATCH body"),
+    ] {
+        let response = server.call(&Request::new(method, "/functions/method").body("body"));
+        assert_eq!((response.status, response.text().as_str()), (200, want));
+    }
+}
