@@ -272,7 +272,7 @@ impl Pool {
             match self.start_worker(deadline) {
                 Ok((worker, _)) => self.release(worker),
                 Err(AcquireError::StartFailed(reason)) => return Err(reason),
-                Err(other) => return Err(format!("{other:?}")),
+                Err(other) => return Err(describe(other)),
             }
         }
     }
@@ -286,7 +286,7 @@ impl Pool {
         self.state.lock().total += 1;
         let (worker, _) = self.start_worker(deadline).map_err(|e| match e {
             AcquireError::StartFailed(reason) => reason,
-            other => format!("{other:?}"),
+            other => describe(other),
         })?;
         self.state.lock().total -= 1;
         worker.stop(STOP_GRACE);
@@ -311,6 +311,16 @@ impl Pool {
             idle: state.idle.len(),
             queued: state.waiters.len(),
         }
+    }
+}
+
+/// A start failure in words, for deploy errors and logs.
+fn describe(error: AcquireError) -> String {
+    match error {
+        AcquireError::StartFailed(reason) => reason,
+        AcquireError::StartTimeout => "the worker was not ready before the deadline".into(),
+        AcquireError::Timeout => "no worker came free before the deadline".into(),
+        AcquireError::QueueFull => "the queue is full".into(),
     }
 }
 

@@ -90,7 +90,7 @@ impl Scheduler {
         let result = self.run(invocation, &mut facts);
         let duration = started.elapsed();
         if let Err(e) = &result {
-            log_failure(&invocation.function, &invocation.id, e);
+            log_failure(&invocation.function, &invocation.id, facts.version, e);
         }
         if let Some(version) = facts.version {
             observe::record_invocation(observe::InvocationRecord {
@@ -226,16 +226,27 @@ impl InvokeError {
     }
 }
 
-fn log_failure(name: &str, id: &str, error: &InvokeError) {
+/// Logs why an invocation failed. A thrown error is the function's own output: it goes
+/// to the function's logs (and from there to the server log) with its stack.
+fn log_failure(name: &str, id: &str, version: Option<i64>, error: &InvokeError) {
     match error {
         InvokeError::Threw {
             name: kind,
             message,
             stack,
-        } => {
-            let detail = observe::escape_controls(&format!("{kind}: {message} stack={stack}"));
-            log::warn!("function threw function={name} invocation={id} error={detail}")
-        }
+        } => match version {
+            Some(version) => observe::record_log(observe::LogLine {
+                time_ms: crate::store::now_ms(),
+                function: name.to_string(),
+                version,
+                invocation: Some(id.to_string()),
+                stream: "error".into(),
+                message: format!("Uncaught {kind}: {message}\n{stack}")
+                    .trim_end()
+                    .to_string(),
+            }),
+            None => log::warn!("function threw function={name} invocation={id} error={kind}"),
+        },
         InvokeError::Crashed(reason) => {
             log::warn!("worker crashed function={name} invocation={id}: {reason}")
         }

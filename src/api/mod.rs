@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver};
 use parking_lot::Mutex;
@@ -167,6 +167,10 @@ fn serve_connections(
         if let Ok(clone) = stream.try_clone() {
             open.lock().insert(id, clone);
         }
+        // stop() may have gone through `open` just before this one was added.
+        if stopping.load(Ordering::Acquire) {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
         serve_connection(stream, context, max_frame);
         open.lock().remove(&id);
     }
@@ -189,8 +193,11 @@ fn serve_connection(stream: UnixStream, context: &ApiContext, max_frame: usize) 
                 return;
             }
         }
-        let _ = reader.get_ref().set_read_timeout(Some(FRAME_TIMEOUT));
-        let request = match Frame::read_from(&mut reader, max_frame) {
+        let mut frame_reader = Deadline {
+            inner: &mut reader,
+            at: Instant::now() + FRAME_TIMEOUT,
+        };
+        let request = match Frame::read_from(&mut frame_reader, max_frame) {
             Ok(frame) => frame,
             Err(FrameError::Closed) => return,
             Err(FrameError::BadJson(e)) => {
@@ -228,6 +235,24 @@ fn serve_connection(stream: UnixStream, context: &ApiContext, max_frame: usize) 
             log::debug!("socket api: failed to write a response: {e}");
             return;
         }
+    }
+}
+
+/// Reads from a connection with a deadline for the whole read, not per `read` call, so a
+/// client trickling one byte at a time cannot hold a thread past it.
+struct Deadline<'a> {
+    inner: &'a mut BufReader<UnixStream>,
+    at: Instant,
+}
+
+impl std::io::Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.inner.get_ref().set_read_timeout(Some(left))?;
+        std::io::Read::read(self.inner, buf)
     }
 }
 

@@ -90,7 +90,7 @@ pub fn framing_problem(request: &Request, path: &str) -> Option<&'static str> {
         .iter()
         .any(|h| !super::answer::safe_header(h.field.as_str().as_str(), h.value.as_str()));
     if bad_header {
-        return Some("a header has an invalid name or a control character in its value");
+        return Some("a header has an invalid name, or CR, LF or NUL in its value");
     }
     None
 }

@@ -23,7 +23,8 @@ pub fn handle(mut request: Request, context: &Context) {
     let path = url.split('?').next().unwrap_or("").to_string();
 
     let answer = catch_unwind(AssertUnwindSafe(|| {
-        if context.stopping.load(Ordering::Acquire) {
+        // While stopping, only /health answers (503 "stopping", for load balancers).
+        if context.stopping.load(Ordering::Acquire) && path != "/health" {
             return answer::shutting_down();
         }
         if let Some(problem) = request::framing_problem(&request, &path) {

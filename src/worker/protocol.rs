@@ -2,7 +2,7 @@
 //!
 //! One JSON object a line. Headers travel as ordered `[name, value]` pairs so repeated
 //! headers survive; bodies travel as base64. Every message about an invocation carries its
-//! id, so several invocations can share a worker. `docs/architecture.md` lists the fields.
+//! id, so several invocations can share a worker. `docs/worker-protocol.md` lists the fields.
 
 use serde::{Deserialize, Serialize};
 

@@ -467,3 +467,40 @@ fn history_survives_a_restart_with_records_and_jsonl_files() {
     });
     assert!(line_with(&again, "log-again")["id"].as_i64().unwrap() > before);
 }
+
+#[test]
+fn a_thrown_error_is_in_the_functions_logs_with_its_stack_and_invocation() {
+    let source = "export default () => { throw new RangeError('marker-of-the-throw'); };";
+    let server = start(Server::builder().function("thrower.ts", source));
+    let response = server.get("/functions/thrower");
+    assert_eq!(response.status, 500, "{}", response.text());
+    let id = response
+        .header("x-invocation-id")
+        .expect("an invocation id");
+
+    let lines = wait_for_lines(&server, &["thrower"], |lines| {
+        lines.iter().any(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("marker-of-the-throw"))
+        })
+    });
+    let line = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("marker-of-the-throw"))
+        })
+        .unwrap();
+    assert_eq!(
+        (&line["level"], &line["invocation"]),
+        (&"error".into(), &Value::from(id.as_str()))
+    );
+    let message = line["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Uncaught RangeError: marker-of-the-throw"),
+        "{message}"
+    );
+    assert!(message.contains("thrower"), "no stack in {message}");
+}
