@@ -91,7 +91,7 @@ pub const KEYS: &[Key] = &[
     key(
         "memory_limit",
         "256M",
-        "per-worker memory limit (stored; not enforced yet)",
+        "a worker whose resident memory passes this is killed and replaced",
     ),
     key(
         "queue_depth",

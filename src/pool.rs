@@ -7,7 +7,7 @@
 //! woken exactly once and never polls. No lock is held while a worker starts or stops.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, Receiver, Sender};
@@ -54,6 +54,8 @@ struct State {
     next_waiter: u64,
     retired: bool,
     prewarm_failed_at: Option<Instant>,
+    /// Every worker started, busy ones included, for the memory check.
+    started: Vec<Weak<Worker>>,
 }
 
 /// Counts for `/health`.
@@ -167,7 +169,12 @@ impl Pool {
                     worker.id,
                     started.elapsed().as_millis()
                 );
-                Ok((Arc::new(worker), started.elapsed()))
+                let worker = Arc::new(worker);
+                let mut state = self.state.lock();
+                state.started.retain(|w| w.strong_count() > 0);
+                state.started.push(Arc::downgrade(&worker));
+                drop(state);
+                Ok((worker, started.elapsed()))
             }
             Err(e) => {
                 self.free_slot();
@@ -206,6 +213,30 @@ impl Pool {
                 let _ = waiter.send(Grant::Slot);
             }
             None => state.total -= 1,
+        }
+    }
+
+    /// Kills every worker whose resident memory is over `memory_limit`; an invocation it
+    /// was running gets 502 with that reason, and the pool starts a fresh worker as needed.
+    /// Bun cannot cap its own heap, so the limit is enforced from outside, by polling.
+    pub fn enforce_memory(&self) {
+        let workers: Vec<Arc<Worker>> = self
+            .state
+            .lock()
+            .started
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let limit = self.limits.memory_limit;
+        for worker in workers {
+            match worker.rss_bytes() {
+                Some(rss) if rss > limit && !worker.is_dead() => worker.kill_for(format!(
+                    "the worker used {} MiB, over the memory limit of {} MiB",
+                    rss >> 20,
+                    limit >> 20
+                )),
+                _ => {}
+            }
         }
     }
 

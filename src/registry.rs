@@ -130,6 +130,7 @@ impl Registry {
             .spawn(move || {
                 while !registry.stopping.load(Ordering::Acquire) {
                     for pool in registry.pools() {
+                        pool.enforce_memory();
                         pool.maintain();
                     }
                     thread::park_timeout(MAINTENANCE_EVERY);

@@ -67,6 +67,8 @@ struct Shared {
     version: i64,
     worker_id: u64,
     pending: Mutex<Pending>,
+    /// Why the server killed the worker, when it did; leads the exit reason.
+    killed_for: Mutex<Option<String>>,
 }
 
 pub struct Worker {
@@ -124,6 +126,7 @@ impl Worker {
             version: spec.version,
             worker_id: id,
             pending: Mutex::new(Pending::default()),
+            killed_for: Mutex::new(None),
         });
         let (input_tx, input_rx) = bounded(64);
         let (ready_tx, ready_rx) = bounded(1);
@@ -214,7 +217,7 @@ impl Worker {
 
     /// Whether the child has exited (or is known to be dying).
     pub fn is_dead(&self) -> bool {
-        self.shared.pending.lock().exit.is_some()
+        self.shared.pending.lock().exit.is_some() || self.shared.killed_for.lock().is_some()
     }
 
     fn exit_reason(&self) -> Option<String> {
@@ -237,6 +240,27 @@ impl Worker {
             );
             process::kill_group(self.pid);
         }
+    }
+
+    /// Kills the worker for a reason its pending invocations and the log will show.
+    pub fn kill_for(&self, reason: String) {
+        log::warn!(
+            "killing worker function={} version={} worker={} pid={}: {reason}",
+            self.shared.function,
+            self.shared.version,
+            self.id,
+            self.pid
+        );
+        *self.shared.killed_for.lock() = Some(reason);
+        self.kill("see above");
+    }
+
+    /// Resident memory of the Bun process, from /proc (None once it is gone).
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 
     /// Closes stdin (the worker finishes in-flight work and exits), waits up to `grace`,

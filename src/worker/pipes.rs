@@ -181,6 +181,9 @@ pub fn read_stdout(
         );
     }
     let mut reason = describe_exit(status.ok(), boot_error.as_ref(), &tail.lock().joined());
+    if let Some(killed_for) = shared.killed_for.lock().clone() {
+        reason = format!("{killed_for}; {reason}");
+    }
     if oversized {
         reason = format!(
             "it sent a message over {} MiB (too large a response?); {reason}",

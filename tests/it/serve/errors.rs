@@ -198,3 +198,37 @@ fn kill_sleepers(mark: &str) {
         }
     }
 }
+
+#[test]
+fn a_worker_over_its_memory_limit_is_replaced_and_its_caller_gets_502() {
+    // Each call keeps 64 MiB more; ?wait=1 then holds the invocation open.
+    let source = "const keep: Uint8Array[] = [];
+        export default async (r: Request) => {
+          keep.push(new Uint8Array(64 << 20).fill(7));
+          if (new URL(r.url).searchParams.get('wait')) await new Promise((ok) => setTimeout(ok, 5000));
+          return new Response(String(keep.length));
+        };";
+    let server = Server::builder()
+        .function("hog.ts", source)
+        .config("memory_limit", "128M")
+        .config("invocation_timeout", "10s")
+        .start();
+
+    // A worker starts near 30 MiB: with 64 MiB kept it is under the limit, with 128 over.
+    assert_eq!(server.get("/functions/hog").text(), "1");
+
+    // The second allocation crosses the limit while the invocation waits: it is cut off.
+    let started = Instant::now();
+    let response = server.get("/functions/hog?wait=1");
+    assert_error(&response, 502, "worker_crashed");
+    let message = response.json()["error"]["message"].to_string();
+    assert!(message.contains("memory limit"), "message: {message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "502 after {:?}",
+        started.elapsed()
+    );
+
+    // A fresh worker serves the next call.
+    assert_eq!(server.get("/functions/hog").text(), "1");
+}
