@@ -19,8 +19,10 @@ use crate::worker::{StartError, Worker, WorkerSpec};
 
 /// How long a retired or reaped worker may take to finish before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// How long maintenance waits before trying again to warm a version that failed to start.
-const PREWARM_BACKOFF: Duration = Duration::from_secs(30);
+/// After a worker fails to start, no new one is started for this long, doubling with
+/// each further failure up to `MAX_START_BACKOFF`; a successful start resets it.
+const FIRST_START_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_START_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Capacity handed to an invocation.
 enum Grant {
@@ -53,7 +55,9 @@ struct State {
     waiters: VecDeque<(u64, Sender<Grant>)>,
     next_waiter: u64,
     retired: bool,
-    prewarm_failed_at: Option<Instant>,
+    /// Failed starts in a row, and until when no start is tried, with the last error.
+    start_failures: u32,
+    backoff: Option<(Instant, String)>,
     /// Every worker started, busy ones included, for the memory check.
     started: Vec<Weak<Worker>>,
 }
@@ -147,6 +151,10 @@ impl Pool {
     /// Starts a worker in a slot already counted in `total`; frees the slot on failure.
     /// Returns the worker and how long it took to become ready.
     fn start_worker(&self, deadline: Instant) -> Result<(Arc<Worker>, Duration), AcquireError> {
+        if let Some(refusal) = self.backing_off() {
+            self.free_slot();
+            return Err(AcquireError::StartFailed(refusal));
+        }
         let started = Instant::now();
         let result = Worker::spawn(&self.spec)
             .map_err(|e| {
@@ -171,16 +179,51 @@ impl Pool {
                 );
                 let worker = Arc::new(worker);
                 let mut state = self.state.lock();
+                state.start_failures = 0;
+                state.backoff = None;
                 state.started.retain(|w| w.strong_count() > 0);
                 state.started.push(Arc::downgrade(&worker));
                 drop(state);
                 Ok((worker, started.elapsed()))
             }
             Err(e) => {
+                if let AcquireError::StartFailed(reason) = &e {
+                    self.start_failed(reason);
+                }
                 self.free_slot();
                 Err(e)
             }
         }
+    }
+
+    /// Why no worker may be started now, while backing off after failed starts.
+    fn backing_off(&self) -> Option<String> {
+        let state = self.state.lock();
+        let (until, last) = state.backoff.as_ref()?;
+        let left = until.checked_duration_since(Instant::now())?;
+        Some(format!(
+            "the worker failed to start {} times in a row; next try in {} ms; last error: {last}",
+            state.start_failures,
+            left.as_millis()
+        ))
+    }
+
+    /// Counts a failed start and backs off exponentially before the next one.
+    fn start_failed(&self, reason: &str) {
+        let mut state = self.state.lock();
+        state.start_failures += 1;
+        let doublings = (state.start_failures - 1).min(16);
+        let wait = FIRST_START_BACKOFF
+            .saturating_mul(1 << doublings)
+            .min(MAX_START_BACKOFF);
+        state.backoff = Some((Instant::now() + wait, reason.to_string()));
+        log::warn!(
+            "worker failed to start function={} version={} failures={} backoff_ms={}: {reason}",
+            self.spec.function,
+            self.spec.version,
+            state.start_failures,
+            wait.as_millis()
+        );
     }
 
     /// Returns a worker after an invocation: to the oldest waiter, else to the idle list.
@@ -270,17 +313,11 @@ impl Pool {
             );
             worker.stop(STOP_GRACE);
         }
-        // A version whose workers fail to start is retried slowly, not in a tight loop.
-        let backing_off = self
-            .state
-            .lock()
-            .prewarm_failed_at
-            .is_some_and(|at| at.elapsed() < PREWARM_BACKOFF);
-        if backing_off {
+        // A version whose workers fail to start is retried only as the back-off allows.
+        if self.backing_off().is_some() {
             return;
         }
         if let Err(e) = self.prewarm(Instant::now() + Duration::from_secs(30)) {
-            self.state.lock().prewarm_failed_at = Some(Instant::now());
             log::warn!(
                 "failed to keep min_warm workers function={} version={}: {e}",
                 self.spec.function,

@@ -232,3 +232,55 @@ fn a_worker_over_its_memory_limit_is_replaced_and_its_caller_gets_502() {
     // A fresh worker serves the next call.
     assert_eq!(server.get("/functions/hog").text(), "1");
 }
+
+#[test]
+fn a_function_that_cannot_start_is_backed_off_not_respawned_per_request() {
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let marker_path = marker.path().to_path_buf();
+    let source = "import { existsSync } from 'node:fs';
+        if (existsSync(process.env.BREAK_MARKER!)) throw new Error('broken at start');
+        export default () => new Response('up');";
+    std::fs::remove_file(&marker_path).unwrap();
+    let marker_text = marker_path.display().to_string();
+    let server = Server::builder()
+        .function("fragile.ts", source)
+        .function_env("fragile", &[("BREAK_MARKER", marker_text.as_str())])
+        .start();
+
+    // Deployed while healthy; from now on every start throws.
+    std::fs::write(&marker_path, "x").unwrap();
+    for _ in 0..20 {
+        let response = server.get("/functions/fragile");
+        assert_error(&response, 500, "start_failed");
+    }
+    let last = server.get("/functions/fragile").json()["error"]["message"].to_string();
+    assert!(
+        last.contains("in a row") && last.contains("broken at start"),
+        "{last}"
+    );
+    let starts = server
+        .logs()
+        .matches("worker failed to start function=fragile")
+        .count();
+    assert!(
+        (1..=5).contains(&starts),
+        "{starts} failed starts for 21 requests"
+    );
+
+    // Once it can start again, it serves after the back-off.
+    std::fs::remove_file(&marker_path).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = server.get("/functions/fragile");
+        if response.status == 200 {
+            assert_eq!(response.text(), "up");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never recovered: {}",
+            response.text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
