@@ -168,6 +168,10 @@ pub fn not_found(message: &str) -> Answer {
     error_answer(404, "not_found", message)
 }
 
+pub fn refused(refusal: super::request::Refusal) -> Answer {
+    error_answer(refusal.status, refusal.code, refusal.message)
+}
+
 pub fn bad_request(message: &str) -> Answer {
     error_answer(400, "bad_request", message)
 }

@@ -78,19 +78,77 @@ fn read_body(request: &mut Request, max: usize) -> Result<Vec<u8>, BodyError> {
     Ok(body)
 }
 
-/// Why a request must be refused before routing (400), if it must: a path with dot
-/// segments (which the function's URL parser would resolve to another path than the one
-/// routed), or a header that could not be passed on intact.
-pub fn framing_problem(request: &Request, path: &str) -> Option<&'static str> {
+/// Most request headers accepted, and most bytes of names and values together.
+const MAX_HEADERS: usize = 200;
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Why a request is refused before routing.
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+fn refuse(status: u16, code: &'static str, message: &'static str) -> Option<Refusal> {
+    Some(Refusal {
+        status,
+        code,
+        message,
+    })
+}
+
+/// Why a request must be refused before routing, if it must: a path with dot segments
+/// (the function's URL parser would resolve it to another path than the one routed), too
+/// many or too large headers, a header that cannot be passed on intact, or ambiguous
+/// body framing (a request smuggling attempt, or a client bug).
+pub fn framing_problem(request: &Request, path: &str) -> Option<Refusal> {
     if has_dot_segment(path) {
-        return Some("the path has `.` or `..` segments");
+        return refuse(400, "bad_request", "the path has `.` or `..` segments");
     }
-    let bad_header = request
-        .headers()
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|h| h.field.as_str().len() + h.value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return refuse(
+            431,
+            "headers_too_large",
+            "more than 200 headers or 64 KiB of headers",
+        );
+    }
+    let unsafe_header = headers
         .iter()
         .any(|h| !super::answer::safe_header(h.field.as_str().as_str(), h.value.as_str()));
-    if bad_header {
-        return Some("a header has an invalid name, or CR, LF or NUL in its value");
+    if unsafe_header {
+        return refuse(
+            400,
+            "bad_request",
+            "a header has an invalid name, or CR, LF or NUL in its value",
+        );
+    }
+    let values = |name: &'static str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().trim())
+            .collect()
+    };
+    let lengths = values("content-length");
+    let encodings = values("transfer-encoding");
+    let bad_length = lengths
+        .iter()
+        .any(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()))
+        || lengths.windows(2).any(|pair| pair[0] != pair[1]);
+    let bad_encoding = encodings.len() > 1
+        || encodings.iter().any(|v| !v.eq_ignore_ascii_case("chunked"))
+        || (!encodings.is_empty() && !lengths.is_empty());
+    if bad_length || bad_encoding {
+        return refuse(
+            400,
+            "bad_framing",
+            "ambiguous body framing: Content-Length must be one number, Transfer-Encoding only `chunked`, and not both",
+        );
     }
     None
 }

@@ -27,8 +27,8 @@ pub fn handle(mut request: Request, context: &Context) {
         if context.stopping.load(Ordering::Acquire) && path != "/health" {
             return answer::shutting_down();
         }
-        if let Some(problem) = request::framing_problem(&request, &path) {
-            return answer::bad_request(problem);
+        if let Some(refusal) = request::framing_problem(&request, &path) {
+            return answer::refused(refusal);
         }
         route(&mut request, context, &id, &method, &path)
     }))

@@ -284,3 +284,45 @@ fn a_function_that_cannot_start_is_backed_off_not_respawned_per_request() {
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Sends raw bytes on a new connection and returns the status line's code.
+fn raw_status(server: &Server, bytes: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+#[test]
+fn ambiguous_framing_and_oversized_headers_are_refused_before_the_function() {
+    let server = with_functions(&["hello.ts"]).start();
+    let smuggle = b"POST /functions/hello HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+        Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n";
+    assert_eq!(raw_status(&server, smuggle), 400);
+    let two_lengths = b"POST /functions/hello HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\
+        Content-Length: 5\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_status(&server, two_lengths), 400);
+    let gzip = b"POST /functions/hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\
+        Connection: close\r\n\r\n0\r\n\r\n";
+    assert_eq!(raw_status(&server, gzip), 400);
+
+    let mut many = Request::get("/functions/hello");
+    for i in 0..201 {
+        many = many.header(&format!("x-h-{i}"), "v");
+    }
+    assert_error(&server.call(&many), 431, "headers_too_large");
+    let big = Request::get("/functions/hello").header("x-big", &"b".repeat(70 << 10));
+    assert_error(&server.call(&big), 431, "headers_too_large");
+
+    // The function still serves; only this one call reached it.
+    assert_eq!(server.get("/functions/hello").status, 200);
+    assert_eq!(
+        server.logs().matches("status=200 function=hello").count(),
+        1
+    );
+}
