@@ -122,13 +122,9 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
     let mut gateway = match config.enable_http {
         true => Some(
             Gateway::start(
-                &config.http_host,
-                config.http_port,
-                config.http_threads,
+                &config,
                 Scheduler::new(Arc::clone(&registry)),
                 Arc::clone(&registry),
-                config.max_body_size,
-                config.observability.enable_metrics,
             )
             .map_err(|e| ServeError::Gateway(e.to_string()))?,
         ),

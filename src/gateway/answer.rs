@@ -7,8 +7,9 @@ use tiny_http::{Header, Response, StatusCode};
 
 use crate::scheduler::{FunctionResponse, InvokeError};
 
-/// Response headers that describe one connection, not the response; tiny_http sets them.
-const HOP_BY_HOP: &[&str] = &[
+/// Headers that describe one connection, not the message; never forwarded either way
+/// (tiny_http writes its own on responses).
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -121,10 +122,20 @@ fn error_answer(status: u16, code: &str, message: &str) -> Answer {
 }
 
 /// The answer for an invocation that produced no response of the function's own.
-pub fn error(error: InvokeError) -> Answer {
+/// With `detailed` false (HTTP unless log_level is debug), build output and start errors,
+/// which can hold paths and source lines, stay in the server log.
+pub fn error(error: InvokeError, detailed: bool) -> Answer {
+    const SEE_LOG: &str = "details are in the server log and `functions info`";
     match error {
         InvokeError::NotFound => not_found("no function with this name is deployed"),
-        InvokeError::NotDeployed(reason) => error_answer(500, "not_deployed", &reason),
+        InvokeError::NotDeployed(reason) => match detailed {
+            true => error_answer(500, "not_deployed", &reason),
+            false => error_answer(
+                500,
+                "not_deployed",
+                &format!("the function has no deployable version; {SEE_LOG}"),
+            ),
+        },
         InvokeError::QueueFull => {
             let mut answer = error_answer(
                 429,
@@ -142,11 +153,18 @@ pub fn error(error: InvokeError) -> Answer {
                 limit.as_millis()
             ),
         ),
-        InvokeError::StartFailed(reason) => error_answer(
-            500,
-            "start_failed",
-            &format!("the function's worker failed to start: {}", public(&reason)),
-        ),
+        InvokeError::StartFailed(reason) => match detailed {
+            true => error_answer(
+                500,
+                "start_failed",
+                &format!("the function's worker failed to start: {}", public(&reason)),
+            ),
+            false => error_answer(
+                500,
+                "start_failed",
+                &format!("the function's worker failed to start; {SEE_LOG}"),
+            ),
+        },
         InvokeError::Threw { name, message, .. } => {
             error_answer(500, "function_error", &format!("{name}: {message}"))
         }
@@ -227,17 +245,18 @@ mod tests {
     #[test]
     fn errors_map_to_status_and_code() {
         let cases = [
-            (error(InvokeError::NotFound), 404, "not_found"),
-            (error(InvokeError::QueueFull), 429, "queue_full"),
+            (error(InvokeError::NotFound, false), 404, "not_found"),
+            (error(InvokeError::QueueFull, false), 429, "queue_full"),
             (
-                error(InvokeError::Timeout(Duration::from_secs(2))),
+                error(InvokeError::Timeout(Duration::from_secs(2)), false),
                 504,
                 "timeout",
             ),
             (
-                error(InvokeError::Crashed(
-                    "exited with code 3; stderr: secret".into(),
-                )),
+                error(
+                    InvokeError::Crashed("exited with code 3; stderr: secret".into()),
+                    false,
+                ),
                 502,
                 "worker_crashed",
             ),
@@ -249,6 +268,20 @@ mod tests {
             let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
             assert_eq!(body["error"]["code"], code);
             assert!(!body.to_string().contains("secret"));
+        }
+    }
+
+    #[test]
+    fn build_and_start_details_only_when_detailed() {
+        let secret = "/srv/app/functions/x.ts:3: Expected \")\"";
+        for (detailed, shown) in [(false, false), (true, true)] {
+            for e in [
+                InvokeError::NotDeployed(secret.into()),
+                InvokeError::StartFailed(secret.into()),
+            ] {
+                let body = String::from_utf8(error(e, detailed).body).unwrap();
+                assert_eq!(body.contains("/srv/app"), shown, "{body}");
+            }
         }
     }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tiny_http::Server;
 
+use crate::config::Config;
 use crate::registry::Registry;
 use crate::scheduler::Scheduler;
 
@@ -30,6 +31,9 @@ pub struct Context {
     pub max_body_size: usize,
     /// Whether `GET /metrics` serves the Prometheus text (else it is 404).
     pub enable_metrics: bool,
+    /// Whether error bodies may carry build output and start errors (log_level debug);
+    /// otherwise they point at the server log, which holds the details.
+    pub detailed_errors: bool,
     pub local_addr: SocketAddr,
     pub stopping: AtomicBool,
     /// Set when the server is closed: the threads leave their loop.
@@ -56,16 +60,14 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 impl Gateway {
-    /// Binds `host:port` and starts `threads` gateway threads.
+    /// Binds `http_host:http_port` and starts `http_threads` gateway threads.
     pub fn start(
-        host: &str,
-        port: u16,
-        threads: usize,
+        config: &Config,
         scheduler: Scheduler,
         registry: Arc<Registry>,
-        max_body_size: usize,
-        enable_metrics: bool,
     ) -> Result<Gateway, StartError> {
+        let (host, port) = (&config.http_host, config.http_port);
+        let threads = config.http_threads;
         let addr = format!("{host}:{port}");
         let server =
             Server::http(&addr).map_err(|e| StartError(format!("failed to bind {addr}: {e}")))?;
@@ -77,8 +79,9 @@ impl Gateway {
         let context = Arc::new(Context {
             scheduler,
             registry,
-            max_body_size,
-            enable_metrics,
+            max_body_size: config.max_body_size,
+            enable_metrics: config.observability.enable_metrics,
+            detailed_errors: config.log_level >= log::LevelFilter::Debug,
             local_addr,
             stopping: AtomicBool::new(false),
             closed: AtomicBool::new(false),

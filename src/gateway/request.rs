@@ -33,10 +33,28 @@ pub fn to_invocation(
     function: &str,
 ) -> Result<Invocation, BodyError> {
     let body = read_body(request, context.max_body_size)?;
+    // Hop-by-hop headers (and those Connection names) describe the client's connection
+    // to the gateway, not the request: they are not forwarded, as a proxy would not.
+    let named_by_connection: Vec<String> = request
+        .headers()
+        .iter()
+        .filter(|h| h.field.equiv("connection"))
+        .flat_map(|h| {
+            h.value
+                .as_str()
+                .split(',')
+                .map(|n| n.trim().to_ascii_lowercase())
+        })
+        .collect();
     let mut headers: Headers = request
         .headers()
         .iter()
-        .filter(|h| !h.field.equiv("x-invocation-id"))
+        .filter(|h| {
+            let name = h.field.as_str().as_str().to_ascii_lowercase();
+            name != "x-invocation-id"
+                && !super::answer::HOP_BY_HOP.contains(&name.as_str())
+                && !named_by_connection.contains(&name)
+        })
         .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
         .collect();
     headers.push(("x-invocation-id".to_string(), id.to_string()));

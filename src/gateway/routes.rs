@@ -100,7 +100,7 @@ fn invoke(request: &mut Request, context: &Context, id: &str, rest: &str) -> Ans
         return answer::not_found("no such function (names match [a-z0-9][a-z0-9_-]{0,63})");
     }
     if context.registry.lookup(name).is_none() {
-        return answer::error(InvokeError::NotFound).for_function(name);
+        return answer::error(InvokeError::NotFound, false).for_function(name);
     }
     let invocation = match request::to_invocation(received, request, context, id, name) {
         Ok(invocation) => invocation,
@@ -120,7 +120,7 @@ fn invoke(request: &mut Request, context: &Context, id: &str, rest: &str) -> Ans
     );
     let mut answer = match completed.result {
         Ok(response) => Answer::from_function(response),
-        Err(e) => answer::error(e),
+        Err(e) => answer::error(e, context.detailed_errors),
     };
     answer.cold = completed.facts.version.map(|_| completed.facts.cold);
     answer.for_function(name)

@@ -182,3 +182,34 @@ fn unknown_http_methods_reach_the_handler_as_sent_with_their_body() {
         assert_eq!((response.status, response.text().as_str()), (200, want));
     }
 }
+
+#[test]
+fn hop_by_hop_request_headers_do_not_reach_the_function() {
+    let source = "export default (r: Request) => Response.json([...r.headers.keys()]);";
+    let server = Server::builder().function("names.ts", source).start();
+
+    let request = Request::get("/functions/names")
+        .header("Connection", "close, x-named-hop")
+        .header("x-named-hop", "1")
+        .header("Keep-Alive", "timeout=5")
+        .header("Upgrade", "websocket")
+        .header("x-kept", "yes");
+    let names = server.call(&request).json();
+    let names: Vec<&str> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+
+    assert!(
+        names.contains(&"x-kept") && names.contains(&"x-invocation-id"),
+        "{names:?}"
+    );
+    for hop in ["connection", "x-named-hop", "keep-alive", "upgrade"] {
+        assert!(
+            !names.contains(&hop),
+            "{hop} reached the function: {names:?}"
+        );
+    }
+}

@@ -218,7 +218,8 @@ fn invoke(context: &ApiContext, request: Frame) -> Handled {
             ))
         }
         Err(e) => {
-            let answer = answer::error(e);
+            // The socket is the operator's channel: errors come with their details.
+            let answer = answer::error(e, true);
             let code = serde_json::from_slice::<Value>(&answer.body)
                 .ok()
                 .and_then(|v| v["error"]["code"].as_str().map(String::from));
