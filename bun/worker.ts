@@ -155,6 +155,8 @@ const truncateScratch = Buffer.allocUnsafe(MAX_LOG_BYTES);
 
 /** Keeps the first 64 KiB (UTF-8) of a message and says how much was dropped. */
 function truncateLog(message: string): string {
+  // A lone surrogate (half an emoji, say) is not valid JSON text for the parent.
+  if (!message.isWellFormed()) message = message.toWellFormed();
   // Each UTF-16 unit is at most 3 UTF-8 bytes.
   if (message.length * 3 <= MAX_LOG_BYTES) return message;
   const total = Buffer.byteLength(message);
@@ -184,7 +186,7 @@ function sendError(id: string | null, value: unknown): void {
   send({
     type: "error",
     id,
-    name,
+    name: truncateLog(name),
     message: truncateLog(message),
     stack: truncateLog(stack),
   });
@@ -590,7 +592,7 @@ async function runInvocation(id: string, msg: InvokeMessage): Promise<void> {
       type: "response",
       id,
       status: response.status,
-      status_text: response.statusText,
+      status_text: response.statusText.toWellFormed(),
       headers,
       body: encodeBase64(body),
     });

@@ -80,7 +80,49 @@ pub fn parse_line(line: &[u8]) -> Option<FromWorker> {
     if line.first() != Some(&b'{') {
         return None;
     }
-    serde_json::from_slice(line).ok()
+    match serde_json::from_slice(line) {
+        Ok(message) => Some(message),
+        // JavaScript writes a lone surrogate as `\ud800`, which is valid JSON text but
+        // no Rust string: read it as U+FFFD rather than lose the message.
+        Err(_) => serde_json::from_slice(&replace_lone_surrogates(line)?).ok(),
+    }
+}
+
+/// `line` with every `\uXXXX` escape of an unpaired surrogate replaced by `\ufffd`;
+/// `None` when there is none (the line is broken for another reason).
+fn replace_lone_surrogates(line: &[u8]) -> Option<Vec<u8>> {
+    let hex_at = |at: usize| -> Option<u16> {
+        let digits = line.get(at + 2..at + 6)?;
+        (line.get(at..at + 2)? == b"\\u").then_some(())?;
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut out = Vec::with_capacity(line.len());
+    let mut replaced = false;
+    let mut i = 0;
+    while i < line.len() {
+        // An escaped backslash is not the start of an escape.
+        if line[i] == b'\\' && line.get(i + 1) == Some(&b'\\') {
+            out.extend_from_slice(b"\\\\");
+            i += 2;
+            continue;
+        }
+        match hex_at(i) {
+            Some(0xd800..=0xdbff) if matches!(hex_at(i + 6), Some(0xdc00..=0xdfff)) => {
+                out.extend_from_slice(&line[i..i + 12]);
+                i += 12;
+            }
+            Some(0xd800..=0xdfff) => {
+                out.extend_from_slice(b"\\ufffd");
+                replaced = true;
+                i += 6;
+            }
+            _ => {
+                out.push(line[i]);
+                i += 1;
+            }
+        }
+    }
+    replaced.then_some(out)
 }
 
 #[cfg(test)]
@@ -105,6 +147,15 @@ mod tests {
         assert!(line.ends_with("}\n"));
         assert!(line.contains(r#""type":"invoke""#));
         assert!(line.contains(r#""headers":[["a","1"],["a","2"]]"#));
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let line = br#"{"type":"error","id":"i","name":"Error","message":"bad \ud800 x \\ud800 \ud83d\udc4b"}"#;
+        match parse_line(line) {
+            Some(FromWorker::Error(e)) => assert_eq!(e.message, "bad \u{fffd} x \\ud800 👋"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -328,3 +328,34 @@ fn ambiguous_framing_and_oversized_headers_are_refused_before_the_function() {
         1
     );
 }
+
+/// Regression: a lone surrogate (half an emoji) in a thrown message or a log line made the
+/// worker's reply unreadable, so the caller waited for the timeout.
+#[test]
+fn lone_surrogates_in_errors_and_logs_do_not_stall_the_invocation() {
+    let source = r#"export default (r: Request) => {
+        console.log("half an emoji \uD83D");
+        if (new URL(r.url).searchParams.has("throw")) throw new Error("bad \uD800 text");
+        return new Response("fine", { statusText: "OK \uD800" });
+    };"#;
+    let server = Server::builder()
+        .function("surrogate.ts", source)
+        .config("invocation_timeout", "5s")
+        .start();
+
+    let started = Instant::now();
+    assert_eq!(server.get("/functions/surrogate").text(), "fine");
+    let thrown = server.get("/functions/surrogate?throw");
+    assert_error(&thrown, 500, "function_error");
+    assert!(
+        thrown.text().contains("bad \u{fffd} text"),
+        "{}",
+        thrown.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(server.wait_for_log("half an emoji \u{fffd}", Duration::from_secs(5)));
+}
