@@ -36,7 +36,7 @@ pub const KEYS: &[Key] = &[
     ),
     key(
         "api_threads",
-        "4",
+        "16",
         "socket API threads, each serving one connection at a time",
     ),
     key(

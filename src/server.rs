@@ -83,6 +83,8 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
     let _lock = DataDirLock::acquire(data_dir).map_err(ServeError::Lock)?;
     let listener =
         socket::bind(&config.socket, config.socket_group.as_deref()).map_err(ServeError::Socket)?;
+    // Whatever fails from here on, the socket file goes with the server.
+    let _socket_file = RemoveOnDrop(config.socket.clone());
     let bun = runtime::find_bun(config.bun_path.as_deref()).map_err(ServeError::Runtime)?;
     let script = runtime::install_worker_script(data_dir).map_err(ServeError::Runtime)?;
     log::info!(
@@ -219,4 +221,13 @@ fn stop_in_background(api: ApiServer) -> Receiver<()> {
         log::error!("failed to start a thread to stop the socket api: {e}");
     }
     done_rx
+}
+
+/// Removes a file when dropped: the socket of a server that failed to start.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

@@ -3,6 +3,7 @@
 //! on one connection with `after_id`, and ends quietly on Ctrl-C or a closed stdout.
 
 use std::io::{ErrorKind, Write};
+use std::path::Path;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
@@ -111,12 +112,16 @@ fn logs(raw: Raw) -> Result<(), CliError> {
     match (options.records, options.follow) {
         (true, _) => output::reply(options.json, &reply, records_text),
         (false, false) => output::reply(options.json, &reply, lines_text),
-        (false, true) => follow(client, &options, reply),
+        (false, true) => {
+            drop(client);
+            follow(&socket, &options, reply)
+        }
     }
 }
 
-/// Prints what the first reply held, then polls for lines after the last one seen.
-fn follow(mut client: Client, options: &Options, first: Value) -> Result<(), CliError> {
+/// Prints what the first reply held, then polls for lines after the last one seen, on a
+/// new connection each time: a follower must not hold one of the server's API threads.
+fn follow(socket: &Path, options: &Options, first: Value) -> Result<(), CliError> {
     let interrupted = interrupted();
     let mut reply = first;
     loop {
@@ -131,6 +136,7 @@ fn follow(mut client: Client, options: &Options, first: Value) -> Result<(), Cli
             }
         }
         let after_id = reply["last_id"].as_i64().unwrap_or(0);
+        let mut client = Client::connect(socket).map_err(CliError::Client)?;
         reply = call(&mut client, options.payload(Some(after_id)))?;
     }
 }

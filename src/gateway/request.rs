@@ -172,7 +172,7 @@ pub fn framing_problem(request: &Request, path: &str) -> Option<Refusal> {
 }
 
 /// Whether a `/`-separated path has a `.` or `..` segment, percent-encoded or not.
-fn has_dot_segment(path: &str) -> bool {
+pub fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|segment| {
         let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
         decoded == "." || decoded == ".."

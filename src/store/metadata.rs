@@ -79,6 +79,9 @@ impl Metadata {
     pub fn open(data_dir: &Path) -> Result<Metadata, StoreError> {
         let path: PathBuf = data_dir.join("metadata.db");
         let conn = super::open_sqlite(&path).map_err(op("open"))?;
+        // Deleted rows (old environments hold secrets) are overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(op("enable secure delete"))?;
         conn.execute_batch(SCHEMA).map_err(op("create schema"))?;
         Ok(Metadata {
             conn: Mutex::new(conn),

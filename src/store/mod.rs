@@ -32,10 +32,15 @@ pub fn op_on(db: &'static str, op: &'static str) -> impl Fn(rusqlite::Error) -> 
 /// `synchronous = NORMAL` (a crash loses at most the last commits, never consistency).
 pub fn open_sqlite(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
+    configure_sqlite(&conn)?;
+    Ok(conn)
+}
+
+/// The settings of [`open_sqlite`], for a connection that needed a pragma first.
+pub fn configure_sqlite(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    Ok(conn)
+    conn.pragma_update(None, "synchronous", "NORMAL")
 }
 
 /// Milliseconds since the Unix epoch, the timestamp format of every store.

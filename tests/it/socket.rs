@@ -9,6 +9,7 @@ mod deploy;
 mod file;
 mod malformed;
 mod manage;
+mod regressions;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

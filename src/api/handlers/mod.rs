@@ -16,7 +16,7 @@ use super::error_frame;
 use super::frame::Frame;
 use crate::deploy::{DeployError, Deployer, Upload};
 use crate::gateway::answer;
-use crate::gateway::request::new_invocation_id;
+use crate::gateway::request::{has_dot_segment, new_invocation_id};
 use crate::observe;
 use crate::registry::{valid_name, Registry, Route};
 use crate::scheduler::{Invocation, InvokeError, Scheduler};
@@ -143,6 +143,12 @@ fn invoke(context: &ApiContext, request: Frame) -> Handled {
             "bad_request",
             "path must start with / or ?".into(),
         ));
+    }
+    // The same rules as over HTTP: the function must see the path that was asked for.
+    let route = p.path.split('?').next().unwrap_or("");
+    if has_dot_segment(route) || p.path.chars().any(|c| c.is_control() || c == ' ') {
+        let message = "path must not hold `.` or `..` segments, spaces or control characters";
+        return Err(Failure(Status::BadRequest, "bad_request", message.into()));
     }
     if request.raw.len() > context.max_body_size {
         let message = format!(

@@ -118,11 +118,12 @@ CREATE INDEX IF NOT EXISTS invocations_start ON invocations (start_ms);
 
 /// Opens a connection to `logs.db` (WAL, busy timeout), creating the schema if needed.
 fn connect(path: &Path) -> Result<Connection, LogError> {
-    let conn = crate::store::open_sqlite(path).map_err(sql("open"))?;
-    // Only takes effect on a new file, before its first table: freed pages can then be
-    // given back to the file system after retention deletes rows.
+    let conn = Connection::open(path).map_err(sql("open"))?;
+    // Only takes effect on a new file, before WAL and the first table: freed pages can
+    // then be given back to the file system after retention deletes rows.
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
         .map_err(sql("enable incremental vacuum"))?;
+    crate::store::configure_sqlite(&conn).map_err(sql("configure"))?;
     conn.pragma_update(None, "journal_size_limit", 4 << 20)
         .map_err(sql("limit the WAL size"))?;
     conn.execute_batch(SCHEMA).map_err(sql("create schema"))?;
