@@ -1,0 +1,135 @@
+//! INVOKE: run a function with a request built from the frame, answer what HTTP would.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{checked_name, payload, ApiContext, Failure, Handled};
+use crate::api::codes::Status;
+use crate::api::error_frame;
+use crate::api::frame::Frame;
+use crate::gateway::answer;
+use crate::gateway::request::{has_dot_segment, new_invocation_id};
+use crate::scheduler::{Invocation, InvokeError};
+
+#[derive(Deserialize)]
+struct InvokeRequest {
+    name: String,
+    method: Option<String>,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+}
+
+pub fn invoke(context: &ApiContext, request: Frame) -> Handled {
+    let received = Instant::now();
+    let p: InvokeRequest = payload(&request.json)?;
+    let name = checked_name(&p.name)?;
+    if !p.path.is_empty() && !p.path.starts_with('/') && !p.path.starts_with('?') {
+        return Err(Failure(
+            Status::BadRequest,
+            "bad_request",
+            "path must start with / or ?".into(),
+        ));
+    }
+    // The same rules as over HTTP: the function must see the path that was asked for.
+    let route = p.path.split('?').next().unwrap_or("");
+    if has_dot_segment(route) || p.path.chars().any(|c| c.is_control() || c == ' ') {
+        let message = "path must not hold `.` or `..` segments, spaces or control characters";
+        return Err(Failure(Status::BadRequest, "bad_request", message.into()));
+    }
+    if request.raw.len() > context.max_body_size {
+        let message = format!(
+            "the body is larger than max_body_size ({} bytes)",
+            context.max_body_size
+        );
+        return Err(Failure(Status::BadRequest, "payload_too_large", message));
+    }
+    let method = p.method.unwrap_or_else(|| {
+        if request.raw.is_empty() {
+            "GET"
+        } else {
+            "POST"
+        }
+        .into()
+    });
+    if !answer::is_token(&method) {
+        return Err(Failure(
+            Status::BadRequest,
+            "bad_request",
+            format!("{method:?} is not an HTTP method"),
+        ));
+    }
+    if let Some((name, _)) = p.headers.iter().find(|(n, v)| !answer::safe_header(n, v)) {
+        return Err(Failure(
+            Status::BadRequest,
+            "bad_request",
+            format!("header {name:?} has a bad name or value"),
+        ));
+    }
+    let id = new_invocation_id();
+    let mut headers: Vec<(String, String)> = p
+        .headers
+        .into_iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("x-invocation-id"))
+        .collect();
+    headers.push(("x-invocation-id".into(), id.clone()));
+    let invocation = Invocation {
+        id: id.clone(),
+        function: name.to_string(),
+        method: method.to_ascii_uppercase(),
+        url: format!("http://localhost/functions/{name}{}", p.path),
+        headers,
+        body: request.raw,
+        received,
+    };
+    let completed = context.scheduler.invoke(&invocation);
+    let facts = json!({ "invocation_id": id, "cold": completed.facts.cold, "version": completed.facts.version,
+        "duration_ms": completed.duration.as_millis() as u64 });
+    let (response, error_code) = match completed.result {
+        Ok(response) => (answer::Answer::from_function(response), None),
+        Err(InvokeError::NotFound) => {
+            return Err(Failure(
+                Status::NotFound,
+                "not_found",
+                format!("no function named {name}"),
+            ))
+        }
+        Err(InvokeError::Timeout(limit)) => {
+            let message = format!(
+                "the function did not answer within {} ms",
+                limit.as_millis()
+            );
+            let mut frame = error_frame(Status::Timeout, "timeout", &message);
+            merge(&mut frame.json, facts);
+            return Ok(frame);
+        }
+        Err(InvokeError::QueueFull) => {
+            return Err(Failure(
+                Status::Busy,
+                "queue_full",
+                "all workers are busy and the queue is full".into(),
+            ))
+        }
+        Err(e) => {
+            // The socket is the operator's channel: errors come with their details.
+            let answer = answer::error(e, true);
+            let code = serde_json::from_slice::<Value>(&answer.body)
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(String::from));
+            (answer, code)
+        }
+    };
+    let mut json =
+        json!({ "status": response.status, "headers": response.headers, "error_code": error_code });
+    merge(&mut json, facts);
+    Ok(Frame::new(Status::Ok.code(), json).with_raw(response.body))
+}
+
+pub(super) fn merge(into: &mut Value, from: Value) {
+    if let (Some(into), Value::Object(from)) = (into.as_object_mut(), from) {
+        into.extend(from);
+    }
+}
