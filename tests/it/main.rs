@@ -8,6 +8,7 @@ mod cases;
 mod cli;
 mod logs;
 mod metrics;
+mod proxy;
 mod readme;
 mod serve;
 mod socket;

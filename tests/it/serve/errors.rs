@@ -321,8 +321,10 @@ fn ambiguous_framing_and_oversized_headers_are_refused_before_the_function() {
     let big = Request::get("/functions/hello").header("x-big", &"b".repeat(70 << 10));
     assert_error(&server.call(&big), 431, "headers_too_large");
 
-    // The function still serves; only this one call reached it.
+    // The function still serves; only this one call reached it (the access line is
+    // written just after the answer, so wait for it).
     assert_eq!(server.get("/functions/hello").status, 200);
+    assert!(server.wait_for_log("status=200 function=hello", Duration::from_secs(5)));
     assert_eq!(
         server.logs().matches("status=200 function=hello").count(),
         1
