@@ -190,6 +190,8 @@ pub struct Limits {
     pub invocation_timeout: Duration,
     pub memory_limit: u64,
     pub queue_depth: usize,
+    /// Largest request body, in bytes (413 above it).
+    pub max_body_size: usize,
 }
 
 /// Where a value came from, so errors can point at it.
@@ -377,6 +379,7 @@ impl Layers {
             invocation_timeout: self.parse("invocation_timeout", positive_duration)?,
             memory_limit: self.parse("memory_limit", parse_size)?,
             queue_depth: self.parse("queue_depth", |v| count(v, 1_000_000))?,
+            max_body_size: self.parse("max_body_size", |v| Ok(parse_size(v)? as usize))?,
         };
         if limits.min_warm > limits.max_workers {
             return Err(ConfigError::BadValue {

@@ -51,6 +51,7 @@ pub fn settings(raw: &Raw) -> Result<Value, CliError> {
     let max_workers = raw.parsed("--max-workers", |v| count(v, 1))?;
     let min_warm = raw.parsed("--min-warm", |v| count(v, 0))?;
     let memory = raw.parsed("--memory", parse_size)?;
+    let max_body = raw.parsed("--max-body-size", parse_size)?;
     if let (Some(min), Some(max)) = (min_warm, max_workers) {
         if min > max {
             return Err(raw.usage(format!(
@@ -63,6 +64,7 @@ pub fn settings(raw: &Raw) -> Result<Value, CliError> {
         ("max_workers", max_workers.map(|v| json!(v))),
         ("min_warm", min_warm.map(|v| json!(v))),
         ("memory_limit", memory.map(|v| json!(v))),
+        ("max_body_size", max_body.map(|v| json!(v))),
     ];
     for (key, value) in fields {
         if let Some(value) = value {

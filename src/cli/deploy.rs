@@ -19,6 +19,7 @@ pub const DEPLOY: Spec = Spec {
         "--max-workers",
         "--min-warm",
         "--memory",
+        "--max-body-size",
     ],
     switches: &["--json"],
     run,
@@ -37,7 +38,8 @@ Options:
   --timeout DURATION invocation timeout: 250ms, 2s, 5m
   --max-workers N    most Bun workers of the function
   --min-warm N       workers kept ready even when idle
-  --memory SIZE      per-worker memory limit: 512K, 256M (stored; not enforced yet)
+  --memory SIZE      per-worker memory limit: 512K, 256M; a worker over it is replaced
+  --max-body-size S  largest request body: 512K, 16M (413 above it)
   --json             print the server's JSON reply on one line: {name, version,
                      unchanged, build_ms}
 ";

@@ -31,8 +31,9 @@ pub fn to_invocation(
     context: &Context,
     id: &str,
     function: &str,
+    max_body: usize,
 ) -> Result<Invocation, BodyError> {
-    let body = read_body(request, context.max_body_size)?;
+    let body = read_body(request, max_body)?;
     // Hop-by-hop headers (and those Connection names) describe the client's connection
     // to the gateway, not the request: they are not forwarded, as a proxy would not.
     let named_by_connection: Vec<String> = request

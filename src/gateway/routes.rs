@@ -12,7 +12,7 @@ use super::answer::{self, Answer};
 use super::request::{self, BodyError};
 use super::Context;
 use crate::observe::escape_controls;
-use crate::registry::valid_name;
+use crate::registry::{valid_name, Route};
 use crate::scheduler::InvokeError;
 
 pub fn handle(mut request: Request, context: &Context) {
@@ -99,14 +99,15 @@ fn invoke(request: &mut Request, context: &Context, id: &str, rest: &str) -> Ans
     if !valid_name(name) {
         return answer::not_found("no such function (names match [a-z0-9][a-z0-9_-]{0,63})");
     }
-    if context.registry.lookup(name).is_none() {
-        return answer::error(InvokeError::NotFound, false).for_function(name);
-    }
-    let invocation = match request::to_invocation(received, request, context, id, name) {
+    // The function's own body limit when it has one (a deploy setting), else the server's.
+    let max_body = match context.registry.lookup(name) {
+        None => return answer::error(InvokeError::NotFound, false).for_function(name),
+        Some(Route::Active(pool)) => pool.limits.max_body_size,
+        Some(Route::Failed(_)) => context.max_body_size,
+    };
+    let invocation = match request::to_invocation(received, request, context, id, name, max_body) {
         Ok(invocation) => invocation,
-        Err(BodyError::TooLarge) => {
-            return answer::too_large(context.max_body_size).for_function(name)
-        }
+        Err(BodyError::TooLarge) => return answer::too_large(max_body).for_function(name),
         Err(BodyError::Read(e)) => {
             return answer::bad_request(&format!("failed to read the request body: {e}"))
         }

@@ -18,6 +18,8 @@ pub struct Settings {
     pub min_warm: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_size: Option<u64>,
 }
 
 impl Settings {
@@ -35,6 +37,9 @@ impl Settings {
         }
         if let Some(bytes) = self.memory_limit {
             limits.memory_limit = bytes;
+        }
+        if let Some(bytes) = self.max_body_size {
+            limits.max_body_size = bytes as usize;
         }
         limits
     }
@@ -57,6 +62,9 @@ impl Settings {
         if self.min_warm.is_some_and(|n| n > 1024) {
             return Err("min_warm must be at most 1024".into());
         }
+        if self.max_body_size.is_some_and(|n| n > 1 << 30) {
+            return Err("max_body_size must be at most 1G".into());
+        }
         if self.memory_limit == Some(0) {
             return Err("memory limit must be larger than zero".into());
         }
@@ -69,6 +77,7 @@ impl Settings {
         self.max_workers = other.max_workers.or(self.max_workers);
         self.min_warm = other.min_warm.or(self.min_warm);
         self.memory_limit = other.memory_limit.or(self.memory_limit);
+        self.max_body_size = other.max_body_size.or(self.max_body_size);
     }
 }
 

@@ -40,11 +40,12 @@ pub fn invoke(context: &ApiContext, request: Frame) -> Handled {
         let message = "path must not hold `.` or `..` segments, spaces or control characters";
         return Err(Failure(Status::BadRequest, "bad_request", message.into()));
     }
-    if request.raw.len() > context.max_body_size {
-        let message = format!(
-            "the body is larger than max_body_size ({} bytes)",
-            context.max_body_size
-        );
+    let max_body = match context.registry.lookup(name) {
+        Some(crate::registry::Route::Active(pool)) => pool.limits.max_body_size,
+        _ => context.max_body_size,
+    };
+    if request.raw.len() > max_body {
+        let message = format!("the body is larger than max_body_size ({max_body} bytes)");
         return Err(Failure(Status::BadRequest, "payload_too_large", message));
     }
     let method = p.method.unwrap_or_else(|| {

@@ -100,3 +100,31 @@ fn a_server_that_fails_to_start_removes_its_socket_file() {
     assert_eq!(status.code(), Some(1));
     assert!(!socket.exists(), "socket file left behind");
 }
+
+#[test]
+fn a_function_deployed_with_its_own_max_body_size_gets_413_above_it() {
+    let server = start(Server::builder());
+    let source = "export default async (r: Request) => new Response(String((await r.arrayBuffer()).byteLength));";
+    let payload =
+        json!({ "name": "small", "filename": "small.ts", "settings": { "max_body_size": 1024 } });
+    let reply = client(&server)
+        .call(Cmd::DeployFunction, payload, source.as_bytes().to_vec())
+        .unwrap();
+    assert_eq!(reply.status, Status::Ok, "{}", reply.json);
+
+    let post = |n: usize| {
+        server.call(&crate::support::Request::new("POST", "/functions/small").body(vec![b'x'; n]))
+    };
+    assert_eq!(post(1024).text(), "1024");
+    crate::support::assert_error(&post(1025), 413, "payload_too_large");
+
+    // Over the socket the same limit applies.
+    let reply = client(&server)
+        .call(
+            Cmd::Invoke,
+            json!({ "name": "small", "method": "POST" }),
+            vec![b'y'; 2048],
+        )
+        .unwrap();
+    assert_error(&reply, Status::BadRequest, "payload_too_large");
+}
