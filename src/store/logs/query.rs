@@ -88,16 +88,7 @@ impl Reader {
 
     pub fn lines(&self, q: &LogQuery) -> Result<Page, LogError> {
         let limit = q.limit.min(MAX_LIMIT);
-        let mut filters = Filters::default();
-        if let Some(function) = &q.function {
-            filters.add("function = ?", function.clone());
-        }
-        if let Some(invocation) = &q.invocation {
-            filters.add("invocation = ?", invocation.clone());
-        }
-        if let Some(since) = q.since_ms {
-            filters.add("time_ms >= ?", since);
-        }
+        let mut filters = Filters::common(q, "time_ms >= ?");
         if q.min_level > level::TRACE {
             // FIXME: no index covers the level: `--level error` over a function with
             // millions of quieter lines reads them all to find a few. An index on
@@ -142,16 +133,7 @@ impl Reader {
     /// filters, oldest first.
     pub fn records(&self, q: &LogQuery) -> Result<Vec<StoredRecord>, LogError> {
         let limit = q.limit.min(MAX_LIMIT);
-        let mut filters = Filters::default();
-        if let Some(function) = &q.function {
-            filters.add("function = ?", function.clone());
-        }
-        if let Some(invocation) = &q.invocation {
-            filters.add("invocation = ?", invocation.clone());
-        }
-        if let Some(since) = q.since_ms {
-            filters.add("start_ms >= ?", since);
-        }
+        let filters = Filters::common(q, "start_ms >= ?");
         let sql_text = format!(
             "SELECT id, invocation, function, version, start_ms, duration_us, status, outcome,
                     cold, init_us, queue_wait_us, worker_pid, peak_rss_bytes, lines_dropped,
@@ -204,6 +186,22 @@ struct Filters {
 }
 
 impl Filters {
+    /// The function, invocation and since filters both tables share; `since` is the
+    /// condition on the table's time column.
+    fn common(q: &LogQuery, since: &'static str) -> Filters {
+        let mut filters = Filters::default();
+        if let Some(function) = &q.function {
+            filters.add("function = ?", function.clone());
+        }
+        if let Some(invocation) = &q.invocation {
+            filters.add("invocation = ?", invocation.clone());
+        }
+        if let Some(since_ms) = q.since_ms {
+            filters.add(since, since_ms);
+        }
+        filters
+    }
+
     fn add(&mut self, condition: &'static str, value: impl Into<Value>) {
         self.conditions.push(condition);
         self.values.push(value.into());
