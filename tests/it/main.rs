@@ -2,10 +2,12 @@
 //! directories and talks to it over HTTP and its Unix socket. `support` holds the shared
 //! helper, `serve` the behaviour tests of the server, `cases` runs every shared real-world
 //! case of `tests/cases/` through the gateway, `cli` drives the `functions` commands (and
-//! `tests/cli.sh`), `socket` the socket API's frames, and `watch` redeploys.
+//! `tests/cli.sh`), `socket` the socket API's frames, `watch` redeploys and `faults` the faults of
+//! docs/reliability.md not reached elsewhere.
 
 mod cases;
 mod cli;
+mod faults;
 mod logs;
 mod metrics;
 mod proxy;

@@ -35,6 +35,17 @@ pub fn descendants_of(pid: u32) -> Vec<u32> {
     all
 }
 
+/// The direct children of `pid` that have exited and wait to be reaped (state Z).
+pub fn zombie_children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| state_and_parent(p) == Some(('Z', pid)))
+        .collect()
+}
+
 /// True while the process exists and is not a zombie (a zombie runs no code; reaping it
 /// is its new parent's business once the server is gone).
 pub fn is_alive(pid: u32) -> bool {
