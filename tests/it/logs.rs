@@ -374,7 +374,7 @@ fn a_flood_neither_stalls_others_nor_escapes_its_budget() {
 #[test]
 fn history_survives_a_restart_with_records_and_jsonl_files() {
     let data = TempDir::new().unwrap();
-    let mut server = start(
+    let server = start(
         Server::builder()
             .function("levels.ts", LEVELS)
             .data_dir(data.path()),
@@ -412,10 +412,7 @@ fn history_survives_a_restart_with_records_and_jsonl_files() {
 
     // Lines of an invocation that ends just before shutdown are kept too.
     let last = invoke(&server, "/functions/levels?m=last");
-    server.signal(libc::SIGTERM);
-    let status = server.wait_exit(DEADLINE);
-    assert!(status.success(), "{status}");
-    drop(server);
+    server.stop();
 
     // The day's JSONL file holds every line and record, one JSON object each.
     let now = SystemTime::now()

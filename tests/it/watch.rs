@@ -95,27 +95,23 @@ fn restart_deploys_an_edited_import_and_keeps_the_version_of_unchanged_code() {
             .start()
     };
 
-    let mut first = start();
+    let first = start();
     assert_eq!(first.get("/functions/greet").text(), "one");
-    first.signal(libc::SIGTERM);
-    assert_eq!(first.wait_exit(Duration::from_secs(15)).code(), Some(0));
-    drop(first);
+    first.stop();
 
     fs::write(
         functions.path().join("lib/message.ts"),
         "export const message = \"two\";\n",
     )
     .unwrap();
-    let mut second = start();
+    let second = start();
     assert_eq!(second.get("/functions/greet").text(), "two");
     assert!(
         second.logs().contains("deployed function=greet version=2"),
         "{}",
         second.logs_tail(3000)
     );
-    second.signal(libc::SIGTERM);
-    assert_eq!(second.wait_exit(Duration::from_secs(15)).code(), Some(0));
-    drop(second);
+    second.stop();
 
     let third = start();
     assert_eq!(third.get("/functions/greet").text(), "two");

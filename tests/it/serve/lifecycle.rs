@@ -13,12 +13,9 @@ const EXIT_DEADLINE: Duration = Duration::from_secs(15);
 #[test]
 fn restart_without_functions_dir_keeps_the_deployed_functions() {
     let data = tempfile::TempDir::new().unwrap();
-    let mut first = with_functions(&["hello.ts"]).data_dir(data.path()).start();
+    let first = with_functions(&["hello.ts"]).data_dir(data.path()).start();
     assert_eq!(first.get("/functions/hello").status, 200);
-    first.signal(libc::SIGTERM);
-    let status = first.wait_exit(EXIT_DEADLINE);
-    assert_eq!(status.code(), Some(0), "stderr:\n{}", first.logs_tail(4000));
-    drop(first);
+    first.stop();
 
     let second = Server::builder()
         .without_functions_dir()

@@ -125,6 +125,14 @@ impl Server {
         );
     }
 
+    /// SIGTERM, then waits (up to 30 s) for a clean exit: code 0, or a panic with stderr.
+    /// For tests that restart a server on the same data dir.
+    pub fn stop(mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(30));
+        assert_eq!(status.code(), Some(0), "stderr:\n{}", self.logs_tail(4000));
+    }
+
     /// Waits for the server to exit by itself; panics with its stderr after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         self.try_wait_exit(timeout).unwrap_or_else(|| {
