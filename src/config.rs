@@ -425,6 +425,12 @@ impl Layers {
     }
 }
 
+/// The process environment without the variables that are not UTF-8: none can be a
+/// `FUNCTIONS_*` setting, and `std::env::vars` would panic on them.
+pub fn process_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
+
 /// `path` made absolute against the current directory (unchanged if that fails).
 fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)

@@ -27,10 +27,7 @@ pub fn request(
     json: Value,
     raw: Vec<u8>,
 ) -> Result<Reply, CliError> {
-    // Skip variables that are not UTF-8, on which vars() would panic.
-    let vars = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let socket = socket_path(target, vars)?;
+    let socket = socket_path(target, crate::config::process_env())?;
     let mut client = Client::connect(&socket).map_err(CliError::Client)?;
     let reply = client.call(command, json, raw).map_err(CliError::Client)?;
     match reply.status {

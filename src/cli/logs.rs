@@ -103,10 +103,7 @@ impl Options {
 
 fn logs(raw: Raw) -> Result<(), CliError> {
     let options = Options::parse(&raw)?;
-    // Skip variables that are not UTF-8, on which vars() would panic.
-    let vars = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let socket = connect::socket_path(&raw.target(), vars)?;
+    let socket = connect::socket_path(&raw.target(), crate::config::process_env())?;
     let mut client = Client::connect(&socket).map_err(CliError::Client)?;
     let reply = call(&mut client, options.payload(None))?;
     match (options.records, options.follow) {

@@ -70,10 +70,7 @@ pub fn run(mut args: Arguments) -> Result<ExitCode, CliError> {
             }
         }
     }
-    // Variables that are not UTF-8 cannot be ours; skip them (vars() would panic).
-    let vars = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    layers.apply_env(vars);
+    layers.apply_env(crate::config::process_env());
     for (flag, key, value) in flags {
         layers
             .set(key, &value, Source::Flag(flag.to_string()))
