@@ -182,10 +182,13 @@ for (const name of NAMES) {
 }
 const idleThreads = statusField(server.pid, "Threads");
 
-// Threads: the gateway's fixed pool and a few service threads (measured at idle), three
-// pipe threads per live worker, and tiny_http's thread per open connection plus a
+// Threads: the gateway's 16 kept threads and a few service threads (measured at idle),
+// one more gateway thread per client past 16 (each client has one request in flight),
+// three pipe threads per live worker, and tiny_http's thread per open connection plus a
 // short-lived stop thread per replaced worker. Anything growing per request breaks it.
-const THREAD_BOUND = idleThreads + 3 * MAX_WORKERS * NAMES.length + 2 * CLIENTS + 16;
+const HTTP_THREADS = 16;
+const THREAD_BOUND =
+  idleThreads + Math.max(0, CLIENTS - HTTP_THREADS) + 3 * MAX_WORKERS * NAMES.length + 2 * CLIENTS + 16;
 // RSS: no request or response here is over a few MiB; the server's own buffers (log
 // batches, 64 KiB line buffers per worker, SQLite caches) stay in tens of MiB. 128 MiB
 // leaves room for allocator slack and fails on a leak of a few KiB per request.

@@ -64,7 +64,12 @@ pub const KEYS: &[Key] = &[
     key(
         "http_threads",
         "16",
-        "gateway threads, each serving one request at a time",
+        "gateway threads kept running, each serving one request at a time",
+    ),
+    key(
+        "http_max_threads",
+        "256",
+        "most gateway threads: more start while all are busy, up to this",
     ),
     key("log_level", "info", "error, warn, info, debug or trace"),
     key(
@@ -162,6 +167,8 @@ pub struct Config {
     pub http_host: String,
     pub http_port: u16,
     pub http_threads: usize,
+    /// Gateway threads start on demand up to this many (at least `http_threads`).
+    pub http_max_threads: usize,
     pub log_level: log::LevelFilter,
     pub bun_path: Option<PathBuf>,
     pub limits: Limits,
@@ -389,6 +396,16 @@ impl Layers {
                 reason: format!("must not exceed max_workers ({})", limits.max_workers),
             });
         }
+        let http_threads = self.parse("http_threads", |v| positive(v, 1024))?;
+        let http_max_threads = self.parse("http_max_threads", |v| positive(v, 4096))?;
+        if http_max_threads < http_threads {
+            return Err(ConfigError::BadValue {
+                key: "http_max_threads",
+                value: http_max_threads.to_string(),
+                source: self.get("http_max_threads").1.clone(),
+                reason: format!("must be at least http_threads ({http_threads})"),
+            });
+        }
         Ok(Config {
             socket,
             socket_group: self.parse("socket_group", |v| {
@@ -405,7 +422,8 @@ impl Layers {
             enable_http: self.parse("enable_http", parse_bool)?,
             http_host: self.parse("http_host", non_empty)?,
             http_port: self.parse("http_port", |v| v.parse().map_err(|_| "not a port".into()))?,
-            http_threads: self.parse("http_threads", |v| positive(v, 1024))?,
+            http_threads,
+            http_max_threads,
             log_level: self.parse("log_level", parse_level)?,
             bun_path: self.parse("bun_path", optional_path)?,
             limits,

@@ -2,12 +2,13 @@
 //! directories and talks to it over HTTP and its Unix socket. `support` holds the shared
 //! helper, `serve` the behaviour tests of the server, `cases` runs every shared real-world
 //! case of `tests/cases/` through the gateway, `cli` drives the `functions` commands (and
-//! `tests/cli.sh`), `socket` the socket API's frames, `watch` redeploys and `faults` the faults of
-//! docs/reliability.md not reached elsewhere.
+//! `tests/cli.sh`), `socket` the socket API's frames, `watch` redeploys, `faults` the faults of
+//! docs/reliability.md not reached elsewhere and `load` the gateway under concurrent load.
 
 mod cases;
 mod cli;
 mod faults;
+mod load;
 mod logs;
 mod metrics;
 mod proxy;

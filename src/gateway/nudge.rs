@@ -1,0 +1,167 @@
+//! A workaround for a race in tiny_http 0.12 that can leave a new connection unserved.
+//!
+//! tiny_http reads each connection on a thread of its `TaskPool`
+//! (`tiny_http-0.12.0/src/util/task_pool.rs`, `spawn`). When the pool counts an idle
+//! thread it queues the connection and wakes one, instead of starting a thread; but a
+//! woken thread is counted as idle until it has taken the lock, so in a burst of new
+//! connections more are queued than there are threads to take them. A queued connection
+//! then waits until some pool thread finishes its own connection, which for a keep-alive
+//! client may be never: its requests are not even read.
+//!
+//! What frees it is any pool thread becoming free. So while the gateway is busy, this
+//! thread looks every [`INTERVAL`] for connections to the gateway's port with bytes the
+//! server has not read (the receive queue of `/proc/net/tcp` and `tcp6`): a connection
+//! served by a pool thread is read at once, a queued one is not. For each such connection
+//! it opens a connection to the gateway and closes it at once. The pool either starts a
+//! thread for that one, which after the empty connection takes a queued one, or queues it
+//! behind them and wakes a thread that takes the first queued one. So a stuck connection
+//! waits one or two intervals. tiny_http reads an empty connection as end of input and
+//! drops it without a word; our code never sees it. A connection with unread bytes for
+//! another reason (a client pipelining requests) costs one needless nudge. When the
+//! gateway has had no request for [`QUIET`], nothing is read or sent: a burst always
+//! produces requests, from the connections that were not stuck.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::Context;
+
+/// How long a connection stuck in tiny_http's queue may wait, at most, while busy.
+pub const INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long after the last request the nudges go on.
+pub const QUIET: Duration = Duration::from_secs(2);
+
+/// When the gateway last received a request, in milliseconds since `epoch`.
+pub struct Activity {
+    epoch: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Activity {
+        Activity {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Called by a gateway thread for every request it takes.
+    pub fn touch(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Whether a request was taken within `quiet` of now (or since start-up).
+    fn recent(&self, quiet: Duration) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        now.saturating_sub(self.last_ms.load(Ordering::Relaxed)) <= quiet.as_millis() as u64
+    }
+}
+
+/// Where to connect to reach a gateway bound to `addr` (a wildcard means loopback).
+fn target(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// Most nudges sent in one interval.
+const MAX_NUDGES: usize = 256;
+
+/// Nudges while the gateway is busy, until it is closed.
+pub fn run(context: Arc<Context>) {
+    let to = target(context.local_addr);
+    let port = context.local_addr.port();
+    while !context.closed.load(Ordering::Acquire) {
+        thread::sleep(INTERVAL);
+        if context.closed.load(Ordering::Acquire) || !context.activity.recent(QUIET) {
+            continue;
+        }
+        let unread = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|table| std::fs::read_to_string(table).ok())
+            .map(|text| unread_connections(&text, port))
+            .sum::<usize>();
+        if unread > 0 {
+            log::debug!("nudging tiny_http for {unread} connections with unread requests");
+        }
+        for _ in 0..unread.min(MAX_NUDGES) {
+            // Connected and dropped at once: the empty connection is all tiny_http needs.
+            if let Err(e) = TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+                log::debug!("gateway nudge to {to} failed: {e}");
+                break;
+            }
+        }
+    }
+}
+
+/// Established connections to local `port` with bytes in their receive queue, in the
+/// text of `/proc/net/tcp` or `/proc/net/tcp6`.
+fn unread_connections(table: &str, port: u16) -> usize {
+    let port = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().take(5).collect();
+            let [_, local, _, state, queues] = fields[..] else {
+                return false;
+            };
+            let rx = queues.split(':').nth(1).unwrap_or("0");
+            local.ends_with(&port) && state == "01" && !rx.trim_start_matches('0').is_empty()
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_addresses_are_reached_on_loopback() {
+        let any4: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let any6: SocketAddr = "[::]:8080".parse().unwrap();
+        let some: SocketAddr = "192.0.2.7:9".parse().unwrap();
+        assert_eq!(target(any4), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(target(any6), "[::1]:8080".parse().unwrap());
+        assert_eq!(target(some), some);
+    }
+
+    #[test]
+    fn unread_connections_are_established_ones_to_the_port_with_bytes_queued() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 34 1
+   1: 0100007F:1F90 0100007F:AF4C 01 00000000:0000009D 00:00000000 00000000  1000        0 35 1
+   2: 0100007F:1F90 0100007F:AF4D 01 00000000:00000000 00:00000000 00000000  1000        0 36 1
+   3: 0100007F:AF4E 0100007F:1F90 01 00000000:00000010 00:00000000 00000000  1000        0 37 1
+   4: 0100007F:1F90 0100007F:AF4F 08 00000000:00000001 00:00000000 00000000  1000        0 38 1
+   5: 0100007F:1F91 0100007F:AF50 01 00000000:00000100 00:00000000 00000000  1000        0 39 1
+   6: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:C350 01 00000000:00000200 00:00000000 00000000  1000 0 40 1
+";
+        // Line 1 and the IPv6 line 6: the listener (0A), an empty queue, the client side
+        // (3), a closing connection (08) and another port do not count.
+        assert_eq!(unread_connections(table, 8080), 2);
+        assert_eq!(unread_connections(table, 8081), 1);
+        assert_eq!(unread_connections("", 8080), 0);
+    }
+
+    #[test]
+    fn activity_is_recent_only_within_the_quiet_time() {
+        let activity = Activity::new();
+        activity.touch();
+        assert!(activity.recent(QUIET));
+        activity.last_ms.store(0, Ordering::Relaxed);
+        let later = Activity {
+            epoch: Instant::now() - Duration::from_secs(10),
+            last_ms: AtomicU64::new(0),
+        };
+        assert!(!later.recent(QUIET));
+    }
+}
