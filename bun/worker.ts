@@ -15,7 +15,8 @@
  *
  *   parent -> child
  *     {"type":"invoke","id":string,"method":string,"url":string,
- *      "headers":[[name,value],...],"body":base64|"","deadline":epoch_ms}
+ *      "headers":[[name,value],...],"body":base64|"","deadline":epoch_ms,
+ *      "max_response":bytes}
  *     {"type":"shutdown"}   finish in-flight invocations, then exit 0
  *     (EOF on stdin means the same as shutdown)
  *
@@ -26,6 +27,7 @@
  *     {"type":"log","id":string|null,"level":"log"|"info"|"warn"|"error"|"debug"|"trace"|"stdout"|"stderr",
  *      "message":string}                                   message capped at 64 KiB (UTF-8)
  *     {"type":"error","id":string|null,"name":string,"message":string,"stack":string}
+ *     {"type":"too_large","id":string}   the body passed max_response; not sent
  *
  * Every child -> parent message is written as "\n" + JSON + "\n" so stray bytes
  * that reach fd 1 without going through us (native code, Bun.write(Bun.stdout))
@@ -58,6 +60,7 @@ interface InvokeMessage {
   headers: HeaderPair[];
   body: string;
   deadline?: number;
+  max_response?: number;
 }
 
 interface ErrorFields {
@@ -459,6 +462,25 @@ function createStream(level: Stream, fd: number): unknown {
  */
 const impliedContentType = new WeakMap<object, string>();
 
+/**
+ * Responses whose body is already whole in memory (a string, bytes, a Blob, form
+ * data, JSON, none): `bytes()` costs nothing extra and their size is checked after.
+ * Any other body (a ReadableStream, an async iterable, a fetch() response) is read
+ * chunk by chunk and given up once it passes max_response.
+ */
+const wholeBody = new WeakSet<object>();
+
+function isWholeBody(body: unknown): boolean {
+  if (body === undefined || body === null || typeof body === "string") return true;
+  return (
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body) ||
+    body instanceof Blob ||
+    body instanceof URLSearchParams ||
+    body instanceof FormData
+  );
+}
+
 function contentTypeForBody(body: unknown): string | undefined {
   if (typeof body === "string") return TEXT_PLAIN;
   if (body === null || typeof body !== "object") return undefined;
@@ -473,15 +495,26 @@ function installResponseProxy(): void {
       const response = Reflect.construct(target, args, newTarget);
       const type = contentTypeForBody(args[0]);
       if (type !== undefined) impliedContentType.set(response, type);
+      if (isWholeBody(args[0])) wholeBody.add(response);
       return response;
     },
   });
+  for (const name of ["json", "redirect", "error"] as const) {
+    const make = (OriginalResponse as any)[name];
+    if (typeof make !== "function") continue;
+    (OriginalResponse as any)[name] = function (this: unknown, ...args: unknown[]): Response {
+      const response = make.apply(this, args);
+      wholeBody.add(response);
+      return response;
+    };
+  }
   const proto = OriginalResponse.prototype;
   const clone = proto.clone;
   proto.clone = function (this: Response): Response {
     const copy = clone.call(this);
     const type = impliedContentType.get(this);
     if (type !== undefined) impliedContentType.set(copy, type);
+    if (wholeBody.has(this)) wholeBody.add(copy);
     return copy;
   };
 }
@@ -587,7 +620,11 @@ async function runInvocation(id: string, msg: InvokeMessage): Promise<void> {
     }
     const response = result;
     const headers = responseHeaders(response);
-    const body = await response.bytes();
+    const body = await readBody(response, msg.max_response);
+    if (body === null) {
+      send({ type: "too_large", id });
+      return;
+    }
     send({
       type: "response",
       id,
@@ -599,6 +636,47 @@ async function runInvocation(id: string, msg: InvokeMessage): Promise<void> {
   } catch (err) {
     sendError(id, err);
   }
+}
+
+const textEncoder = new TextEncoder();
+
+/** The response's body, or null once it passes `limit` bytes (the stream is cancelled). */
+async function readBody(response: Response, limit: number | undefined): Promise<Uint8Array | null> {
+  if (typeof limit !== "number" || wholeBody.has(response) || response.body === null) {
+    const body = await response.bytes();
+    return typeof limit === "number" && body.byteLength > limit ? null : body;
+  }
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const chunk = asBytes(value);
+    total += chunk.byteLength;
+    if (total > limit) {
+      reader.cancel(new RangeError("response body over max_response_size")).catch(() => {});
+      return null;
+    }
+    chunks.push(chunk);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const body = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return body;
+}
+
+/** A stream chunk as bytes: streams may carry strings, ArrayBuffers or views. */
+function asBytes(value: unknown): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === "string") return textEncoder.encode(value);
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  throw new TypeError(`a response body stream yielded ${describeType(value)}, not bytes or a string`);
 }
 
 function startInvocation(msg: InvokeMessage): void {

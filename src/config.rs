@@ -109,6 +109,11 @@ pub const KEYS: &[Key] = &[
         "largest request body accepted (413 above it)",
     ),
     key(
+        "max_response_size",
+        "32M",
+        "largest response body a function may return (502 above it)",
+    ),
+    key(
         "shutdown_grace",
         "10s",
         "how long in-flight invocations may finish at shutdown",
@@ -199,6 +204,8 @@ pub struct Limits {
     pub queue_depth: usize,
     /// Largest request body, in bytes (413 above it).
     pub max_body_size: usize,
+    /// Largest response body, in bytes (502 `response_too_large` above it).
+    pub max_response_size: usize,
 }
 
 /// Where a value came from, so errors can point at it.
@@ -387,6 +394,7 @@ impl Layers {
             memory_limit: self.parse("memory_limit", parse_size)?,
             queue_depth: self.parse("queue_depth", |v| count(v, 1_000_000))?,
             max_body_size: self.parse("max_body_size", |v| Ok(parse_size(v)? as usize))?,
+            max_response_size: self.parse("max_response_size", response_size)?,
         };
         if limits.min_warm > limits.max_workers {
             return Err(ConfigError::BadValue {
@@ -497,6 +505,16 @@ fn parse_level(v: &str) -> Result<log::LevelFilter, String> {
         .map_err(|_| "expected error, warn, info, debug or trace".into())
 }
 
+/// Largest `max_response_size`: its base64 must fit a protocol line (96 MiB).
+pub const MAX_RESPONSE_SIZE: u64 = 64 << 20;
+
+fn response_size(v: &str) -> Result<usize, String> {
+    match parse_size(v)? {
+        n if n > MAX_RESPONSE_SIZE => Err("must be at most 64M".into()),
+        n => Ok(n as usize),
+    }
+}
+
 fn positive_duration(v: &str) -> Result<Duration, String> {
     match parse_duration(v)? {
         d if d.is_zero() => Err("must be longer than zero".into()),
@@ -568,6 +586,26 @@ mod tests {
         assert_eq!(config.socket, cwd.join("data/functions.sock"));
         assert_eq!(config.limits.invocation_timeout, Duration::from_secs(30));
         assert_eq!(config.max_body_size, 16 << 20);
+    }
+
+    #[test]
+    fn limits_that_depend_on_each_other_or_on_the_protocol_are_checked() {
+        let resolve = |key: &str, value: &str| {
+            let mut layers = Layers::new();
+            layers.set(key, value, Source::Default).unwrap();
+            layers.resolve()
+        };
+        assert_eq!(
+            resolve("max_response_size", "64M")
+                .unwrap()
+                .limits
+                .max_response_size,
+            64 << 20
+        );
+        let err = resolve("max_response_size", "65M").unwrap_err().to_string();
+        assert!(err.contains("at most 64M"), "{err}");
+        let err = resolve("http_max_threads", "8").unwrap_err().to_string();
+        assert!(err.contains("at least http_threads (16)"), "{err}");
     }
 
     #[test]

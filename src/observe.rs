@@ -85,7 +85,8 @@ pub enum Outcome {
     /// The handler threw or rejected.
     FunctionError,
     Timeout,
-    /// The worker died or answered something unreadable.
+    /// The worker died, or answered something that cannot be passed on (unreadable,
+    /// not an HTTP status, over max_response_size).
     Crash,
     /// The queue was full (429).
     Throttled,
@@ -99,7 +100,11 @@ impl Outcome {
             Ok(_) => Outcome::Ok,
             Err(InvokeError::Threw { .. }) => Outcome::FunctionError,
             Err(InvokeError::Timeout(_)) => Outcome::Timeout,
-            Err(InvokeError::Crashed(_) | InvokeError::BadResponse(_)) => Outcome::Crash,
+            Err(
+                InvokeError::Crashed(_)
+                | InvokeError::BadResponse(_)
+                | InvokeError::ResponseTooLarge(_),
+            ) => Outcome::Crash,
             Err(InvokeError::QueueFull) => Outcome::Throttled,
             Err(
                 InvokeError::StartFailed(_) | InvokeError::NotDeployed(_) | InvokeError::NotFound,

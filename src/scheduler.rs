@@ -51,6 +51,8 @@ pub enum InvokeError {
     },
     Crashed(String),
     BadResponse(String),
+    /// The response body was larger than `max_response_size` (the limit, in bytes).
+    ResponseTooLarge(usize),
 }
 
 /// What is known about how an invocation ran, whatever its outcome.
@@ -151,6 +153,7 @@ impl Scheduler {
             headers: &inv.headers,
             body: BASE64.encode(&inv.body),
             deadline: epoch_ms(deadline),
+            max_response: pool.limits.max_response_size,
         }
         .to_line();
         let reply = worker.invoke(&inv.id, line);
@@ -181,6 +184,10 @@ impl Scheduler {
                 let body = BASE64
                     .decode(response.body.as_bytes())
                     .map_err(|e| InvokeError::BadResponse(format!("body is not base64: {e}")))?;
+                let limit = pool.limits.max_response_size;
+                if body.len() > limit {
+                    return Err(InvokeError::ResponseTooLarge(limit));
+                }
                 Ok(FunctionResponse {
                     status: response.status,
                     headers: response.headers,
@@ -194,6 +201,10 @@ impl Scheduler {
                     message: error.message,
                     stack: error.stack,
                 })
+            }
+            Reply::TooLarge => {
+                pool.release(worker);
+                Err(InvokeError::ResponseTooLarge(pool.limits.max_response_size))
             }
             Reply::Crashed(reason) => {
                 pool.discard(worker, "crashed");
@@ -218,7 +229,9 @@ impl InvokeError {
             InvokeError::NotFound => 404,
             InvokeError::QueueFull => 429,
             InvokeError::Timeout(_) => 504,
-            InvokeError::Crashed(_) | InvokeError::BadResponse(_) => 502,
+            InvokeError::Crashed(_)
+            | InvokeError::BadResponse(_)
+            | InvokeError::ResponseTooLarge(_) => 502,
             InvokeError::NotDeployed(_)
             | InvokeError::StartFailed(_)
             | InvokeError::Threw { .. } => 500,
@@ -256,6 +269,9 @@ fn log_failure(name: &str, id: &str, version: Option<i64>, error: &InvokeError) 
         InvokeError::BadResponse(reason) => {
             log::warn!("bad response function={name} invocation={id}: {reason}")
         }
+        InvokeError::ResponseTooLarge(limit) => log::warn!(
+            "response over max_response_size function={name} invocation={id} limit_bytes={limit}"
+        ),
         _ => {}
     }
 }

@@ -175,6 +175,14 @@ expect_code "deploy status" 0 deploy sh-status "$work/status.ts"
 expect_code "function answering 404 exits 3" 3 invoke sh-status --path '?code=404'
 expect_code "function answering 500 exits 3" 3 invoke sh-status --path '?code=500'
 expect_code "function answering 201 exits 0" 0 invoke sh-status --path '?code=201'
+expect_code "deploy with --max-response-size 4" 0 deploy sh-status "$work/status.ts" \
+    --max-response-size 4
+expect_code "a body over --max-response-size exits 3" 3 invoke sh-status --path '?code=200'
+if grep -q response_too_large "$work/out" "$work/err"; then
+    pass "a body over --max-response-size says response_too_large"
+else
+    fail "a body over --max-response-size says response_too_large" "$(cat "$work/out" "$work/err")"
+fi
 expect_code "unknown function exits 4" 4 invoke sh-nope
 expect_code "info of an unknown function exits 4" 4 info sh-nope
 expect_code "bad flag exits 2" 2 list --bogus

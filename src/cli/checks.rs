@@ -52,6 +52,7 @@ pub fn settings(raw: &Raw) -> Result<Value, CliError> {
     let min_warm = raw.parsed("--min-warm", |v| count(v, 0))?;
     let memory = raw.parsed("--memory", parse_size)?;
     let max_body = raw.parsed("--max-body-size", parse_size)?;
+    let max_response = raw.parsed("--max-response-size", parse_size)?;
     if let (Some(min), Some(max)) = (min_warm, max_workers) {
         if min > max {
             return Err(raw.usage(format!(
@@ -65,6 +66,7 @@ pub fn settings(raw: &Raw) -> Result<Value, CliError> {
         ("min_warm", min_warm.map(|v| json!(v))),
         ("memory_limit", memory.map(|v| json!(v))),
         ("max_body_size", max_body.map(|v| json!(v))),
+        ("max_response_size", max_response.map(|v| json!(v))),
     ];
     for (key, value) in fields {
         if let Some(value) = value {

@@ -20,6 +20,7 @@ pub const DEPLOY: Spec = Spec {
         "--min-warm",
         "--memory",
         "--max-body-size",
+        "--max-response-size",
     ],
     switches: &["--json"],
     run,
@@ -40,6 +41,8 @@ Options:
   --min-warm N       workers kept ready even when idle
   --memory SIZE      per-worker memory limit: 512K, 256M; a worker over it is replaced
   --max-body-size S  largest request body: 512K, 16M (413 above it)
+  --max-response-size S
+                     largest response body: 1M, 32M, at most 64M (502 above it)
   --json             print the server's JSON reply on one line: {name, version,
                      unchanged, build_ms}
 ";

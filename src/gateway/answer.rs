@@ -174,6 +174,11 @@ pub fn error(error: InvokeError, detailed: bool) -> Answer {
             &format!("the function's worker died: {}", public(&reason)),
         ),
         InvokeError::BadResponse(reason) => error_answer(502, "bad_response", &reason),
+        InvokeError::ResponseTooLarge(limit) => error_answer(
+            502,
+            "response_too_large",
+            &format!("the function's response is larger than max_response_size ({limit} bytes)"),
+        ),
     }
 }
 
@@ -228,6 +233,9 @@ mod tests {
     fn headers_that_could_split_the_response_are_dropped() {
         assert!(safe_header("x-ok", "value; with=stuff"));
         assert!(!safe_header("x-bad", "a\r\nInjected: yes"));
+        assert!(!safe_header("x-bad", "a\rb"));
+        assert!(!safe_header("x-bad", "a\nb"));
+        assert!(!safe_header("x-bad", "a\0b"));
         assert!(!safe_header("bad name", "v"));
         assert!(!safe_header("", "v"));
         let answer = Answer::from_function(FunctionResponse {
@@ -247,6 +255,11 @@ mod tests {
         let cases = [
             (error(InvokeError::NotFound, false), 404, "not_found"),
             (error(InvokeError::QueueFull, false), 429, "queue_full"),
+            (
+                error(InvokeError::ResponseTooLarge(1024), false),
+                502,
+                "response_too_large",
+            ),
             (
                 error(InvokeError::Timeout(Duration::from_secs(2)), false),
                 504,

@@ -20,6 +20,8 @@ pub struct Settings {
     pub memory_limit: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_size: Option<u64>,
 }
 
 impl Settings {
@@ -40,6 +42,9 @@ impl Settings {
         }
         if let Some(bytes) = self.max_body_size {
             limits.max_body_size = bytes as usize;
+        }
+        if let Some(bytes) = self.max_response_size {
+            limits.max_response_size = bytes as usize;
         }
         limits
     }
@@ -65,6 +70,12 @@ impl Settings {
         if self.max_body_size.is_some_and(|n| n > 1 << 30) {
             return Err("max_body_size must be at most 1G".into());
         }
+        if self
+            .max_response_size
+            .is_some_and(|n| n > crate::config::MAX_RESPONSE_SIZE)
+        {
+            return Err("max_response_size must be at most 64M".into());
+        }
         if self.memory_limit == Some(0) {
             return Err("memory limit must be larger than zero".into());
         }
@@ -78,6 +89,7 @@ impl Settings {
         self.min_warm = other.min_warm.or(self.min_warm);
         self.memory_limit = other.memory_limit.or(self.memory_limit);
         self.max_body_size = other.max_body_size.or(self.max_body_size);
+        self.max_response_size = other.max_response_size.or(self.max_response_size);
     }
 }
 
@@ -279,5 +291,27 @@ mod tests {
         meta.delete_function(id).unwrap();
         assert!(meta.function("fn").unwrap().is_none());
         assert!(meta.functions().unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::Settings;
+
+    #[test]
+    fn response_size_is_bounded_by_the_protocol_and_overrides_the_configured_one() {
+        let big = Settings {
+            max_response_size: Some((64 << 20) + 1),
+            ..Settings::default()
+        };
+        assert!(big.validate().unwrap_err().contains("at most 64M"));
+        let small = Settings {
+            max_response_size: Some(1024),
+            ..Settings::default()
+        };
+        assert_eq!(small.validate(), Ok(()));
+        let base = crate::config::Layers::new().resolve().unwrap().limits;
+        assert_eq!(base.max_response_size, 32 << 20);
+        assert_eq!(small.apply(&base).max_response_size, 1024);
     }
 }

@@ -51,6 +51,8 @@ pub enum StartError {
 pub enum Reply {
     Response(ResponseMsg),
     Error(ErrorMsg),
+    /// The body passed the invocation's `max_response`.
+    TooLarge,
     Crashed(String),
 }
 

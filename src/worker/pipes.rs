@@ -148,6 +148,7 @@ pub fn read_stdout(
                     boot_error = Some(error);
                 }
             },
+            Some(FromWorker::TooLarge { id }) => deliver(shared, &id, Reply::TooLarge),
             Some(FromWorker::Log { id, level, message }) => {
                 log_output(shared, id.as_deref(), &level, &message);
             }

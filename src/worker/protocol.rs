@@ -20,6 +20,8 @@ pub enum ToWorker<'a> {
         headers: &'a Headers,
         body: String,
         deadline: u64,
+        /// Largest response body in bytes; the worker answers `too_large` past it.
+        max_response: usize,
     },
 }
 
@@ -73,6 +75,11 @@ pub enum FromWorker {
         message: String,
     },
     Error(ErrorMsg),
+    /// The response body passed the invocation's `max_response`; the worker stopped
+    /// reading it.
+    TooLarge {
+        id: String,
+    },
 }
 
 /// Parses one line; `None` when it is not protocol (stray output of the function).
@@ -142,6 +149,7 @@ mod tests {
             headers: &headers,
             body: String::new(),
             deadline: 5,
+            max_response: 1024,
         };
         let line = String::from_utf8(msg.to_line()).unwrap();
         assert!(line.ends_with("}\n"));

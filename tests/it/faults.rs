@@ -1,5 +1,5 @@
 //! Faults of docs/reliability.md that the serve tests do not reach: an exception thrown
-//! outside the handler, a response over the protocol limit, a native crash of Bun, the
+//! outside the handler, a response over max_response_size or the protocol limit, a native crash of Bun, the
 //! reaping of a worker killed at its timeout, and SQLite after a SIGKILL mid-write.
 
 use std::path::Path;
@@ -52,12 +52,58 @@ fn an_exception_thrown_after_the_answer_is_logged_and_the_worker_keeps_serving()
 }
 
 #[test]
-fn a_response_over_the_protocol_limit_gets_502_saying_too_large_and_the_next_call_succeeds() {
-    // 80 MiB of body is about 107 MiB as a protocol line, over its 96 MiB cap. The
-    // memory limit is raised so the worker is cut off for the size, not for its RSS.
+fn a_response_over_max_response_size_gets_502_and_the_same_worker_serves_on() {
+    // A whole body is checked once read; a stream is read until it passes the limit and
+    // then cancelled, so an endless one ends too. The worker stays (same pid).
+    let source = r#"let cancelled = 0;
+    export default (r: Request) => {
+        const path = new URL(r.url).pathname;
+        if (path.endsWith("/whole")) return new Response(new Uint8Array((1 << 20) + 1));
+        if (path.endsWith("/exact")) return new Response(new Uint8Array(1 << 20));
+        if (path.endsWith("/endless")) {
+            return new Response(new ReadableStream({
+                pull(c) { c.enqueue(new Uint8Array(64 << 10)); },
+                cancel() { cancelled++; console.log("stream cancelled"); },
+            }));
+        }
+        return Response.json({ pid: process.pid, cancelled });
+    };"#;
+    let server = Server::builder()
+        .function("big.ts", source)
+        .config("max_response_size", "1M")
+        .start();
+    let pid = server.get("/functions/big").json()["pid"].clone();
+
+    for path in ["whole", "endless"] {
+        let response = server.get(&format!("/functions/big/{path}"));
+        assert_error(&response, 502, "response_too_large");
+        let message = response.json()["error"]["message"].to_string();
+        assert!(
+            message.contains("max_response_size (1048576 bytes)"),
+            "{message}"
+        );
+    }
+    let exact = server.get("/functions/big/exact");
+    assert_eq!((exact.status, exact.body.len()), (200, 1 << 20));
+
+    let after = server.get("/functions/big").json();
+    assert_eq!(after["pid"], pid, "the worker was replaced");
+    assert_eq!(
+        after["cancelled"], 1,
+        "the endless stream was not cancelled"
+    );
+    let logged = server.wait_for_log("response over max_response_size function=big", DEADLINE);
+    assert!(logged, "not logged:\n{}", server.logs_tail(4000));
+}
+
+#[test]
+fn a_protocol_line_over_its_cap_gets_502_saying_too_large_and_the_next_call_succeeds() {
+    // 100 MiB of header value makes a protocol line over its 96 MiB cap: the worker is
+    // cut off (the body limit does not cover headers). The memory limit is raised so
+    // the worker is cut off for the line, not for its RSS.
     let source = r#"export default (r: Request) => {
         if (new URL(r.url).pathname.endsWith("/ok")) return new Response("ok\n");
-        return new Response(new Uint8Array(80 << 20).fill(120));
+        return new Response("x", { headers: { "x-huge": "a".repeat(100 << 20) } });
     };"#;
     let server = Server::builder()
         .function("huge.ts", source)
