@@ -17,6 +17,9 @@
  *     {"type":"invoke","id":string,"method":string,"url":string,
  *      "headers":[[name,value],...],"body":base64|"","deadline":epoch_ms,
  *      "max_response":bytes}
+ *     {"type":"ack","id":string,"chunks":number}   that many chunks of a streamed
+ *                                                  body were delivered
+ *     {"type":"cancel","id":string}   stop a streamed body: cancel its stream, send end
  *     {"type":"shutdown"}   finish in-flight invocations, then exit 0
  *     (EOF on stdin means the same as shutdown)
  *
@@ -28,6 +31,13 @@
  *      "message":string}                                   message capped at 64 KiB (UTF-8)
  *     {"type":"error","id":string|null,"name":string,"message":string,"stack":string}
  *     {"type":"too_large","id":string}   the body passed max_response; not sent
+ *   A body that is not whole in memory (a ReadableStream, an async iterable, a
+ *   fetch() response) is streamed instead of sent in one "response":
+ *     {"type":"head","id":string,"status":number,"status_text":string,"headers":[...]}
+ *     {"type":"chunk","id":string,"data":base64}      at most CHUNK_MAX bytes each;
+ *                                                     at most WINDOW not yet acked
+ *     {"type":"end","id":string,"error"?:string}      the last message of the stream
+ *   and a stream that passes max_response ends with "too_large" instead of "end".
  *
  * Every child -> parent message is written as "\n" + JSON + "\n" so stray bytes
  * that reach fd 1 without going through us (native code, Bun.write(Bun.stdout))
@@ -620,6 +630,10 @@ async function runInvocation(id: string, msg: InvokeMessage): Promise<void> {
     }
     const response = result;
     const headers = responseHeaders(response);
+    if (!wholeBody.has(response) && response.body !== null) {
+      await streamBody(id, response, headers, msg.max_response);
+      return;
+    }
     const body = await readBody(response, msg.max_response);
     if (body === null) {
       send({ type: "too_large", id });
@@ -639,6 +653,87 @@ async function runInvocation(id: string, msg: InvokeMessage): Promise<void> {
 }
 
 const textEncoder = new TextEncoder();
+
+/** Chunks of a streamed body sent and not yet acknowledged, at most. */
+const WINDOW = 8;
+/** Bytes of body per chunk message, at most. */
+const CHUNK_MAX = 256 << 10;
+
+/** A streamed body in progress: its credit (chunks it may still send) and reader. */
+interface Streaming {
+  credit: number;
+  cancelled: boolean;
+  wake: (() => void) | null;
+  reader: ReadableStreamDefaultReader<unknown>;
+}
+
+const streaming = new Map<string, Streaming>();
+
+/**
+ * Sends the head, then the body chunk by chunk as the stream yields it, waiting for
+ * credit (acks) whenever WINDOW chunks are unacknowledged, so a slow client slows the
+ * stream instead of filling memory. Ends with "end" (with `error` when the stream
+ * failed, logged too) or, past `limit` bytes, "too_large"; a "cancel" from the parent
+ * cancels the stream (its cancel() runs) and ends it.
+ */
+async function streamBody(id: string, response: Response, headers: HeaderPair[], limit: number | undefined): Promise<void> {
+  send({
+    type: "head",
+    id,
+    status: response.status,
+    status_text: response.statusText.toWellFormed(),
+    headers,
+  });
+  const reader = response.body!.getReader();
+  const state: Streaming = { credit: WINDOW, cancelled: false, wake: null, reader };
+  streaming.set(id, state);
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done || state.cancelled) break;
+      const bytes = asBytes(value);
+      total += bytes.byteLength;
+      if (typeof limit === "number" && total > limit) {
+        reader.cancel(new RangeError("response body over max_response_size")).catch(() => {});
+        send({ type: "too_large", id });
+        return;
+      }
+      for (let at = 0; at < bytes.byteLength && !state.cancelled; at += CHUNK_MAX) {
+        while (state.credit === 0 && !state.cancelled) {
+          await new Promise<void>((resolve) => (state.wake = resolve));
+        }
+        if (state.cancelled) break;
+        state.credit--;
+        send({ type: "chunk", id, data: encodeBase64(bytes.subarray(at, at + CHUNK_MAX)) });
+      }
+    }
+    send({ type: "end", id });
+  } catch (err) {
+    const { name, message } = errorFields(err);
+    sendLog(id, "error", `response stream failed: ${name}: ${message}`);
+    send({ type: "end", id, error: truncateLog(`${name}: ${message}`) });
+  } finally {
+    streaming.delete(id);
+  }
+}
+
+function onAck(msg: any): void {
+  const state = streaming.get(msg?.id);
+  if (state === undefined || typeof msg.chunks !== "number") return;
+  state.credit += msg.chunks;
+  state.wake?.();
+  state.wake = null;
+}
+
+function onCancel(msg: any): void {
+  const state = streaming.get(msg?.id);
+  if (state === undefined) return;
+  state.cancelled = true;
+  state.reader.cancel(new Error("the client went away")).catch(() => {});
+  state.wake?.();
+  state.wake = null;
+}
 
 /** The response's body, or null once it passes `limit` bytes (the stream is cancelled). */
 async function readBody(response: Response, limit: number | undefined): Promise<Uint8Array | null> {
@@ -706,7 +801,6 @@ function beginShutdown(): void {
 const lineDecoder = new TextDecoder();
 
 function handleLine(bytes: Uint8Array): void {
-  if (shuttingDown) return;
   if (bytes.length === 0) return;
   const text = lineDecoder.decode(bytes);
   let msg: any;
@@ -718,7 +812,14 @@ function handleLine(bytes: Uint8Array): void {
   }
   switch (msg?.type) {
     case "invoke":
-      startInvocation(msg);
+      // Shutting down: no new invocations, but acks and cancels of running streams.
+      if (!shuttingDown) startInvocation(msg);
+      break;
+    case "ack":
+      onAck(msg);
+      break;
+    case "cancel":
+      onCancel(msg);
       break;
     case "shutdown":
       beginShutdown();
@@ -760,7 +861,6 @@ async function readProtocol(): Promise<void> {
       pending.push(start === 0 ? chunk : chunk.subarray(start));
       pendingLength += chunk.length - start;
     }
-    if (shuttingDown) return;
   }
   if (pending.length > 0) handleLine(Buffer.concat(pending, pendingLength));
   beginShutdown();

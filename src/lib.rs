@@ -21,5 +21,6 @@ pub mod scheduler;
 pub mod server;
 pub mod signals;
 pub mod store;
+pub mod stream;
 pub mod watch;
 pub mod worker;

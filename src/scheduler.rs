@@ -13,6 +13,7 @@ use crossbeam_channel::select;
 use crate::observe;
 use crate::pool::AcquireError;
 use crate::registry::{Registry, Route};
+use crate::stream::BodyStream;
 use crate::worker::protocol::{Headers, ToWorker};
 use crate::worker::Reply;
 
@@ -33,7 +34,14 @@ pub struct Invocation {
 pub struct FunctionResponse {
     pub status: u16,
     pub headers: Headers,
-    pub body: Vec<u8>,
+    pub body: Body,
+}
+
+/// A response body: whole, or streamed from the worker as the function produces it.
+#[derive(Debug)]
+pub enum Body {
+    Full(Vec<u8>),
+    Stream(Box<BodyStream>),
 }
 
 /// Why an invocation produced no response of the function's own.
@@ -90,12 +98,13 @@ impl Scheduler {
         let started_ms = crate::store::now_ms();
         let mut facts = Facts::default();
         let result = self.run(invocation, &mut facts);
+        let mut result = result;
         let duration = started.elapsed();
         if let Err(e) = &result {
             log_failure(&invocation.function, &invocation.id, facts.version, e);
         }
         if let Some(version) = facts.version {
-            observe::record_invocation(observe::InvocationRecord {
+            let record = observe::InvocationRecord {
                 function: invocation.function.clone(),
                 version,
                 invocation: invocation.id.clone(),
@@ -107,7 +116,15 @@ impl Scheduler {
                 init: facts.init,
                 queue_wait: facts.queue_wait,
                 worker_pid: facts.worker_pid,
-            });
+            };
+            // A stream is recorded when it is over, with its whole duration.
+            match &mut result {
+                Ok(FunctionResponse {
+                    body: Body::Stream(stream),
+                    ..
+                }) => stream.record_when_done(record, started),
+                _ => observe::record_invocation(record),
+            }
         }
         Completed {
             result,
@@ -191,7 +208,7 @@ impl Scheduler {
                 Ok(FunctionResponse {
                     status: response.status,
                     headers: response.headers,
-                    body,
+                    body: Body::Full(body),
                 })
             }
             Reply::Error(error) => {
@@ -200,6 +217,24 @@ impl Scheduler {
                     name: error.name,
                     message: error.message,
                     stack: error.stack,
+                })
+            }
+            Reply::Stream {
+                status,
+                headers,
+                events,
+            } => {
+                if !(100..=999).contains(&status) {
+                    pool.discard(worker, "streamed a status that is not an HTTP status");
+                    return Err(InvokeError::BadResponse(format!(
+                        "the function returned status {status}, which is not an HTTP status"
+                    )));
+                }
+                let stream = BodyStream::new(&inv.id, events, worker, pool, deadline);
+                Ok(FunctionResponse {
+                    status,
+                    headers,
+                    body: Body::Stream(Box::new(stream)),
                 })
             }
             Reply::TooLarge => {

@@ -5,7 +5,8 @@ use std::io::Cursor;
 
 use tiny_http::{Header, Response, StatusCode};
 
-use crate::scheduler::{FunctionResponse, InvokeError};
+use crate::scheduler::{Body, FunctionResponse, InvokeError};
+use crate::stream::{BodyStream, StreamError};
 
 /// Headers that describe one connection, not the message; never forwarded either way
 /// (tiny_http writes its own on responses).
@@ -23,6 +24,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// A body still coming from the worker; `body` is empty then.
+    pub stream: Option<Box<BodyStream>>,
     pub function: Option<String>,
     /// Whether a worker had to start; `None` when no worker was involved.
     pub cold: Option<bool>,
@@ -30,10 +33,15 @@ pub struct Answer {
 
 impl Answer {
     pub fn from_function(response: FunctionResponse) -> Answer {
+        let (body, stream) = match response.body {
+            Body::Full(body) => (body, None),
+            Body::Stream(stream) => (Vec::new(), Some(stream)),
+        };
         Answer {
             status: response.status,
             headers: response.headers,
-            body: response.body,
+            body,
+            stream,
             function: None,
             cold: None,
         }
@@ -44,6 +52,7 @@ impl Answer {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.to_string().into_bytes(),
+            stream: None,
             function: None,
             cold: None,
         }
@@ -54,45 +63,55 @@ impl Answer {
         self
     }
 
-    /// The tiny_http response. For HEAD the body is not sent, but a Content-Length the
-    /// function set is kept (otherwise it is the length of the body it returned).
-    pub fn into_response(self, invocation: &str, is_head: bool) -> Response<Cursor<Vec<u8>>> {
-        let mut length = self.body.len();
+    /// The headers to send: the function's, less `Content-Length`, hop-by-hop headers and
+    /// any that could split the response or are not ASCII (dropped with a warning), plus
+    /// the gateway's.
+    pub fn wire_headers(&self, invocation: &str) -> Vec<(String, String)> {
         let mut headers = Vec::with_capacity(self.headers.len() + 3);
         for (name, value) in &self.headers {
             let lower = name.to_ascii_lowercase();
-            if lower == "content-length" {
-                if let (true, Ok(declared)) = (is_head, value.trim().parse::<usize>()) {
-                    length = declared;
-                }
+            if lower == "content-length" || HOP_BY_HOP.contains(&lower.as_str()) {
                 continue;
             }
-            if HOP_BY_HOP.contains(&lower.as_str()) {
+            // tiny_http takes ASCII values only; streamed heads follow the same rule.
+            if !safe_header(name, value) || !value.is_ascii() {
+                log::warn!("dropping response header {name:?}: not a valid HTTP header invocation={invocation}");
                 continue;
             }
-            let parsed = match safe_header(name, value) {
-                true => Header::from_bytes(name.as_bytes(), value.as_bytes()),
-                false => Err(()),
-            };
-            match parsed {
-                Ok(header) => headers.push(header),
-                Err(()) => log::warn!("dropping response header {name:?}: not a valid HTTP header invocation={invocation}"),
-            }
+            headers.push((name.clone(), value.clone()));
         }
-        let mut extra = vec![("X-Invocation-Id", invocation)];
+        headers.push(("X-Invocation-Id".into(), invocation.into()));
         if let Some(cold) = self.cold {
-            extra.push(("X-Cold-Start", if cold { "true" } else { "false" }));
+            headers.push(("X-Cold-Start".into(), cold.to_string()));
         }
         if !self
             .headers
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case("server"))
         {
-            extra.push(("Server", "bunbase-functions"));
+            headers.push(("Server".into(), "bunbase-functions".into()));
         }
-        for (name, value) in extra {
-            headers.push(Header::from_bytes(name, value).expect("gateway headers are ASCII"));
-        }
+        headers
+    }
+
+    /// The tiny_http response. For HEAD the body is not sent, but a Content-Length the
+    /// function set is kept (otherwise it is the length of the body it returned).
+    pub fn into_response(self, invocation: &str, is_head: bool) -> Response<Cursor<Vec<u8>>> {
+        let declared = self
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+        let length = match (is_head, declared) {
+            (true, Some(declared)) => declared,
+            _ => self.body.len(),
+        };
+        let headers = self
+            .wire_headers(invocation)
+            .into_iter()
+            .map(|(n, v)| Header::from_bytes(n.as_bytes(), v.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("wire headers are checked");
         Response::new(
             StatusCode(self.status),
             headers,
@@ -199,6 +218,16 @@ pub fn bad_request(message: &str) -> Answer {
     error_answer(400, "bad_request", message)
 }
 
+/// The answer for a streamed body that failed before anything of it was sent.
+pub fn stream_failed(error: StreamError) -> Answer {
+    match error {
+        StreamError::Timeout(limit) => self::error(InvokeError::Timeout(limit), false),
+        StreamError::TooLarge(limit) => self::error(InvokeError::ResponseTooLarge(limit), false),
+        StreamError::Crashed(reason) => self::error(InvokeError::Crashed(reason), false),
+        other => error_answer(502, "bad_response", &other.to_string()),
+    }
+}
+
 pub fn too_large(max: usize) -> Answer {
     let message = format!("the request body is larger than max_body_size ({max} bytes)");
     error_answer(413, "payload_too_large", &message)
@@ -241,7 +270,7 @@ mod tests {
         let answer = Answer::from_function(FunctionResponse {
             status: 200,
             headers: vec![("x-evil".into(), "a\r\nInjected: yes".into())],
-            body: Vec::new(),
+            body: Body::Full(Vec::new()),
         });
         let response = answer.into_response("id", false);
         assert!(!response
@@ -308,7 +337,7 @@ mod tests {
                 ("transfer-encoding".into(), "chunked".into()),
                 ("content-length".into(), "999".into()),
             ],
-            body: b"hello".to_vec(),
+            body: Body::Full(b"hello".to_vec()),
         });
         answer.cold = Some(true);
         let response = answer.into_response("abc", false);

@@ -17,6 +17,7 @@ pub mod answer;
 mod nudge;
 pub mod request;
 mod routes;
+mod streaming;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

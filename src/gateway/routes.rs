@@ -10,6 +10,7 @@ use tiny_http::{Method, Request};
 
 use super::answer::{self, Answer};
 use super::request::{self, BodyError};
+use super::streaming;
 use super::Context;
 use crate::observe::escape_controls;
 use crate::registry::{valid_name, Route};
@@ -22,7 +23,7 @@ pub fn handle(mut request: Request, context: &Context) {
     let url = request.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
 
-    let answer = catch_unwind(AssertUnwindSafe(|| {
+    let mut answer = catch_unwind(AssertUnwindSafe(|| {
         // While stopping, only /health answers (503 "stopping", for load balancers).
         if context.stopping.load(Ordering::Acquire) && path != "/health" {
             return answer::shutting_down();
@@ -37,16 +38,41 @@ pub fn handle(mut request: Request, context: &Context) {
         answer::internal()
     });
 
-    let status = answer.status;
     let function = answer.function.clone();
     let cold = answer.cold;
+    let mut status = answer.status;
+    let mut streamed_note = String::new();
     let is_head = method == Method::Head;
-    if let Err(e) = request.respond(answer.into_response(&id, is_head)) {
-        log::debug!("failed to write the response invocation={id}: {e}");
+    match answer.stream.take() {
+        Some(stream) if streaming::can_stream(&request, answer.status) => {
+            let streamed = streaming::respond(request, answer, stream, &id);
+            status = streamed.status;
+            streamed_note = format!(" streamed_bytes={}", streamed.bytes);
+            if let Some(cut) = streamed.cut {
+                streamed_note.push_str(&format!(" cut={cut:?}"));
+            }
+        }
+        stream => {
+            if let Some(stream) = stream {
+                // HEAD, HTTP/1.0 or a status without a body: the whole body, bounded.
+                match stream.collect() {
+                    Ok(body) => answer.body = body,
+                    Err(e) => {
+                        answer = answer::stream_failed(e);
+                        answer.function = function.clone();
+                        answer.cold = cold;
+                        status = answer.status;
+                    }
+                }
+            }
+            if let Err(e) = request.respond(answer.into_response(&id, is_head)) {
+                log::debug!("failed to write the response invocation={id}: {e}");
+            }
+        }
     }
     // Method and path come from the client: escaped, they cannot forge log lines.
     log::info!(
-        "{} {} status={status} function={} invocation={id} cold={} duration_ms={}",
+        "{} {} status={status} function={} invocation={id} cold={} duration_ms={}{streamed_note}",
         escape_controls(method.as_str()),
         escape_controls(&path),
         function.as_deref().unwrap_or("-"),
@@ -88,6 +114,7 @@ fn metrics(context: &Context) -> Answer {
         status: 200,
         headers: vec![("content-type".into(), content_type.into())],
         body: body.into_bytes(),
+        stream: None,
         function: None,
         cold: None,
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError};
 use parking_lot::Mutex;
 
-use protocol::{ErrorMsg, ResponseMsg};
+use protocol::{ErrorMsg, Headers, ResponseMsg, ToWorker};
 
 /// Environment variables of the server that workers inherit; everything else is dropped
 /// so one function never sees the server's or another function's secrets.
@@ -53,8 +53,29 @@ pub enum Reply {
     Error(ErrorMsg),
     /// The body passed the invocation's `max_response`.
     TooLarge,
+    /// A streamed response: its head, then its body as [`StreamEvent`]s. The channel
+    /// disconnects without an end when the worker dies.
+    Stream {
+        status: u16,
+        headers: Headers,
+        events: Receiver<StreamEvent>,
+    },
     Crashed(String),
 }
+
+/// What a streamed body delivers.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// Body bytes, base64 as the worker sent them.
+    Chunk(String),
+    /// The end; with the stream's error when it failed.
+    End(Option<String>),
+    /// The body passed `max_response`; the worker cancelled the stream.
+    TooLarge,
+}
+
+/// Chunks a streamed body may have unacknowledged (the worker's `WINDOW`).
+pub const STREAM_WINDOW: usize = 8;
 
 /// Invocations waiting for a reply, and why the worker died once it has.
 #[derive(Default)]
@@ -205,6 +226,29 @@ impl Worker {
             let _ = tx.send(Reply::Crashed("worker is not accepting input".into()));
         }
         rx
+    }
+
+    /// Acknowledges `chunks` delivered chunks of the streamed body of `id`.
+    pub fn ack(&self, id: &str, chunks: u32) {
+        self.control(ToWorker::Ack { id, chunks }.to_line());
+    }
+
+    /// Asks the worker to cancel the streamed body of `id`; it answers with its end.
+    pub fn cancel(&self, id: &str) {
+        self.control(ToWorker::Cancel { id }.to_line());
+    }
+
+    /// Sends a control line; if the input queue is full or closed it is dropped, and
+    /// the caller's wait for the stream's next event runs into its deadline instead.
+    fn control(&self, line: Vec<u8>) {
+        if let Some(input) = self.input.lock().as_ref() {
+            let _ = input.try_send(line);
+        }
+    }
+
+    /// Why the worker exited, or `fallback` while that is not known yet.
+    pub fn exit_reason_or(&self, fallback: &str) -> String {
+        self.exit_reason().unwrap_or_else(|| fallback.to_string())
     }
 
     /// The process id of the Bun child.

@@ -1,19 +1,19 @@
 //! The bodies of a worker's three pipe threads: stdin writer, stdout reader, stderr drain.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufWriter, Write};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, ExitStatus};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
 use super::lines::LineReader;
 use super::process::kill_group;
 use super::protocol::{parse_line, ErrorMsg, FromWorker};
-use super::{Reply, Shared};
+use super::{Reply, Shared, StreamEvent, STREAM_WINDOW};
 
 /// The largest stdout line accepted: a response carries its body base64-encoded inline.
 const MAX_PROTOCOL_LINE: usize = 96 << 20;
@@ -109,6 +109,9 @@ pub fn read_stdout(
     let mut boot_error: Option<ErrorMsg> = None;
     let mut oversized = false;
     let pid = exit.child.id();
+    // Streamed bodies in progress, by invocation id. Dropped when the worker is gone,
+    // which tells their readers it died.
+    let mut streams: HashMap<String, Sender<StreamEvent>> = HashMap::new();
     while let Ok(Some(dropped)) = reader.next_line(&mut buf) {
         if dropped > 0 {
             oversized = true;
@@ -137,7 +140,9 @@ pub fn read_stdout(
                 deliver(shared, &id, Reply::Response(response));
             }
             Some(FromWorker::Error(error)) => match error.id.clone() {
-                Some(id) => deliver(shared, &id, Reply::Error(error)),
+                Some(id) => {
+                    deliver(shared, &id, Reply::Error(error));
+                }
                 None => {
                     log_output(
                         shared,
@@ -148,7 +153,53 @@ pub fn read_stdout(
                     boot_error = Some(error);
                 }
             },
-            Some(FromWorker::TooLarge { id }) => deliver(shared, &id, Reply::TooLarge),
+            Some(FromWorker::TooLarge { id }) => match streams.remove(&id) {
+                Some(stream) => {
+                    let _ = stream.try_send(StreamEvent::TooLarge);
+                }
+                None => {
+                    deliver(shared, &id, Reply::TooLarge);
+                }
+            },
+            Some(FromWorker::Head(head)) => {
+                // Room for the window and the end: a worker that honours the acks never
+                // finds the channel full.
+                let (tx, events) = bounded(STREAM_WINDOW + 2);
+                let reply = Reply::Stream {
+                    status: head.status,
+                    headers: head.headers,
+                    events,
+                };
+                if deliver(shared, &head.id, reply) {
+                    streams.insert(head.id, tx);
+                }
+            }
+            Some(FromWorker::Chunk { id, data }) => {
+                let Some(stream) = streams.get(&id) else {
+                    continue;
+                };
+                match stream.try_send(StreamEvent::Chunk(data)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Disconnected(_)) => {
+                        streams.remove(&id);
+                    }
+                    Err(TrySendError::Full(_)) => {
+                        log::error!(
+                            "worker sent more stream chunks than acknowledged, killing it function={} worker={} invocation={id}",
+                            shared.function,
+                            shared.worker_id
+                        );
+                        *shared.killed_for.lock() =
+                            Some("it ignored the stream's flow control".into());
+                        kill_group(pid);
+                    }
+                }
+            }
+            Some(FromWorker::End { id, error }) => {
+                if let Some(stream) = streams.remove(&id) {
+                    let _ = stream.try_send(StreamEvent::End(error));
+                }
+            }
             Some(FromWorker::Log { id, level, message }) => {
                 log_output(shared, id.as_deref(), &level, &message);
             }
@@ -205,20 +256,23 @@ pub fn read_stdout(
     for (_, reply) in waiting {
         let _ = reply.send(Reply::Crashed(reason.clone()));
     }
+    drop(streams);
     let _ = ready.try_send(Err(reason));
     drop(exited);
 }
 
-fn deliver(shared: &Shared, id: &str, reply: Reply) {
+/// Hands `reply` to the invocation waiting for it; false if none does (any more).
+fn deliver(shared: &Shared, id: &str, reply: Reply) -> bool {
     let waiting = shared.pending.lock().waiting.remove(id);
     match waiting {
-        Some(tx) => {
-            let _ = tx.send(reply);
+        Some(tx) => tx.send(reply).is_ok(),
+        None => {
+            log::debug!(
+                "dropping a reply nobody waits for function={} invocation={id}",
+                shared.function
+            );
+            false
         }
-        None => log::debug!(
-            "dropping a reply nobody waits for function={} invocation={id}",
-            shared.function
-        ),
     }
 }
 

@@ -23,6 +23,11 @@ pub enum ToWorker<'a> {
         /// Largest response body in bytes; the worker answers `too_large` past it.
         max_response: usize,
     },
+    /// `chunks` more chunks of a streamed body were delivered: the worker may send as
+    /// many more.
+    Ack { id: &'a str, chunks: u32 },
+    /// Stop a streamed body: the worker cancels its stream and sends `end`.
+    Cancel { id: &'a str },
 }
 
 impl ToWorker<'_> {
@@ -43,6 +48,15 @@ pub struct ResponseMsg {
     pub headers: Headers,
     #[serde(default)]
     pub body: String,
+}
+
+/// The status and headers of a response whose body follows in `chunk` messages.
+#[derive(Debug, Deserialize)]
+pub struct HeadMsg {
+    pub id: String,
+    pub status: u16,
+    #[serde(default)]
+    pub headers: Headers,
 }
 
 /// An error the handler raised, or that kept the module from loading.
@@ -76,9 +90,22 @@ pub enum FromWorker {
     },
     Error(ErrorMsg),
     /// The response body passed the invocation's `max_response`; the worker stopped
-    /// reading it.
+    /// reading it. Also ends a streamed body.
     TooLarge {
         id: String,
+    },
+    /// A streamed response begins.
+    Head(HeadMsg),
+    /// A piece of a streamed body, base64.
+    Chunk {
+        id: String,
+        data: String,
+    },
+    /// A streamed body ended; with `error` when the function's stream failed.
+    End {
+        id: String,
+        #[serde(default)]
+        error: Option<String>,
     },
 }
 

@@ -28,7 +28,6 @@ pub struct Case {
     #[serde(default)]
     then: Vec<Step>,
     signal: Option<CaseSignal>,
-    requires: Option<String>,
 }
 
 /// A follow-up request to the same function; `env` first changes the function's env.
@@ -77,14 +76,6 @@ impl Case {
             .file_stem()
             .expect("function_file without a name");
         stem.to_string_lossy().into_owned()
-    }
-
-    /// Whether the case's `timing` is checked.
-    fn checks_timing(&self) -> bool {
-        // FIXME: the gateway does not stream bodies yet, so cases that require streaming
-        // (08-sse-stream:not-buffered) keep every check but timing. Remove this once it
-        // streams.
-        self.requires.as_deref() != Some("streaming")
     }
 }
 

@@ -3,7 +3,8 @@
 //! helper, `serve` the behaviour tests of the server, `cases` runs every shared real-world
 //! case of `tests/cases/` through the gateway, `cli` drives the `functions` commands (and
 //! `tests/cli.sh`), `socket` the socket API's frames, `watch` redeploys, `faults` the faults of
-//! docs/reliability.md not reached elsewhere and `load` the gateway under concurrent load.
+//! docs/reliability.md not reached elsewhere, `load` the gateway under concurrent load and
+//! `streaming` streamed response bodies.
 
 mod cases;
 mod cli;
@@ -15,5 +16,6 @@ mod proxy;
 mod readme;
 mod serve;
 mod socket;
+mod streaming;
 mod support;
 mod watch;

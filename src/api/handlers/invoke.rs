@@ -90,7 +90,21 @@ pub fn invoke(context: &ApiContext, request: Frame) -> Handled {
     let facts = json!({ "invocation_id": id, "cold": completed.facts.cold, "version": completed.facts.version,
         "duration_ms": completed.duration.as_millis() as u64 });
     let (response, error_code) = match completed.result {
-        Ok(response) => (answer::Answer::from_function(response), None),
+        Ok(response) => {
+            let mut answer = answer::Answer::from_function(response);
+            match answer.stream.take().map(|stream| stream.collect()) {
+                None => (answer, None),
+                Some(Ok(body)) => {
+                    answer.body = body;
+                    (answer, None)
+                }
+                Some(Err(e)) => {
+                    let answer = answer::stream_failed(e);
+                    let code = error_code(&answer);
+                    (answer, code)
+                }
+            }
+        }
         Err(InvokeError::NotFound) => {
             return Err(Failure(
                 Status::NotFound,
@@ -117,9 +131,7 @@ pub fn invoke(context: &ApiContext, request: Frame) -> Handled {
         Err(e) => {
             // The socket is the operator's channel: errors come with their details.
             let answer = answer::error(e, true);
-            let code = serde_json::from_slice::<Value>(&answer.body)
-                .ok()
-                .and_then(|v| v["error"]["code"].as_str().map(String::from));
+            let code = error_code(&answer);
             (answer, code)
         }
     };
@@ -127,6 +139,13 @@ pub fn invoke(context: &ApiContext, request: Frame) -> Handled {
         json!({ "status": response.status, "headers": response.headers, "error_code": error_code });
     merge(&mut json, facts);
     Ok(Frame::new(Status::Ok.code(), json).with_raw(response.body))
+}
+
+/// The `error.code` of a JSON error answer.
+fn error_code(answer: &answer::Answer) -> Option<String> {
+    serde_json::from_slice::<Value>(&answer.body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(String::from))
 }
 
 pub(super) fn merge(into: &mut Value, from: Value) {

@@ -66,7 +66,7 @@ pub fn run_case(
 
         let problems = match (&case.signal, n) {
             (Some(signal), 0) => signalled(case, server, request, expect, signal),
-            _ => exchange(case, server, request, expect),
+            _ => exchange(server, request, expect),
         };
         report(failures, n, problems);
     }
@@ -89,9 +89,9 @@ fn stop(server: &mut Server, signal: i32) -> Vec<String> {
     }
 }
 
-fn exchange(case: &Case, server: &Server, request: &CaseRequest, expect: &Expect) -> Vec<String> {
+fn exchange(server: &Server, request: &CaseRequest, expect: &Expect) -> Vec<String> {
     let sent = build_request(request);
-    let timing = expect.timing.as_ref().filter(|_| case.checks_timing());
+    let timing = expect.timing.as_ref();
     let mut problems = Vec::new();
 
     // `concurrency`: N copies at once; timing applies to the whole group.

@@ -60,3 +60,11 @@ pub fn cmdline(pid: u32) -> String {
         .trim()
         .to_string()
 }
+
+/// Resident memory of `pid` in KiB (VmRSS), 0 once it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
