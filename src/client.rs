@@ -91,10 +91,18 @@ impl Client {
             .write_to(&mut self.writer);
         // A server that refuses the connection (BUSY) answers and closes before reading:
         // its answer is still worth reading when our write failed.
-        let frame = match Frame::read_from(&mut self.reader, MAX_RESPONSE) {
-            Ok(frame) => frame,
-            Err(e) => return Err(sent.err().map_or(ClientError::Frame(e), ClientError::Io)),
-        };
+        match self.next_reply() {
+            Err(ClientError::Frame(e)) => {
+                Err(sent.err().map_or(ClientError::Frame(e), ClientError::Io))
+            }
+            other => other,
+        }
+    }
+
+    /// Reads the next frame the server sends: after an INVOKE whose reply says
+    /// `"streaming": true`, the body's `{"chunk":true}` frames and the `{"end":true}` one.
+    pub fn next_reply(&mut self) -> Result<Reply, ClientError> {
+        let frame = Frame::read_from(&mut self.reader, MAX_RESPONSE).map_err(ClientError::Frame)?;
         let status = Status::from_code(frame.code).ok_or(ClientError::UnknownStatus(frame.code))?;
         Ok(Reply {
             status,

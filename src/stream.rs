@@ -40,6 +40,18 @@ pub enum StreamError {
     BadChunk(String),
 }
 
+impl StreamError {
+    /// The error code clients see, as for an invocation that failed before answering.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StreamError::Timeout(_) => "timeout",
+            StreamError::TooLarge(_) => "response_too_large",
+            StreamError::Crashed(_) => "worker_crashed",
+            StreamError::Failed(_) | StreamError::BadChunk(_) => "bad_response",
+        }
+    }
+}
+
 impl fmt::Display for StreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -220,20 +220,27 @@ fn serve_connection(stream: UnixStream, context: &ApiContext, max_frame: usize) 
                 return;
             }
         };
-        let response = match Command::from_code(request.code) {
+        let (response, stream) = match Command::from_code(request.code) {
             Some(command) => handlers::dispatch(context, command, request),
             None => {
                 log::warn!("socket api: unknown command code {:#04x}", request.code);
-                error_frame(
+                let frame = error_frame(
                     Status::BadRequest,
                     "unknown_command",
                     &format!("unknown command code {}", request.code),
-                )
+                );
+                (frame, None)
             }
         };
         if let Err(e) = response.write_to(&mut writer) {
             log::debug!("socket api: failed to write a response: {e}");
             return;
+        }
+        if let Some(stream) = stream {
+            if let Err(e) = handlers::stream_frames(&mut writer, stream) {
+                log::debug!("socket api: the client left during a streamed body: {e}");
+                return;
+            }
         }
     }
 }

@@ -27,11 +27,21 @@ pub fn request(
     json: Value,
     raw: Vec<u8>,
 ) -> Result<Reply, CliError> {
+    request_on(target, command, json, raw).map(|(_, reply)| reply)
+}
+
+/// [`request`], keeping the connection for the frames that follow (a streamed body).
+pub fn request_on(
+    target: &Target,
+    command: Command,
+    json: Value,
+    raw: Vec<u8>,
+) -> Result<(Client, Reply), CliError> {
     let socket = socket_path(target, crate::config::process_env())?;
     let mut client = Client::connect(&socket).map_err(CliError::Client)?;
     let reply = client.call(command, json, raw).map_err(CliError::Client)?;
     match reply.status {
-        Status::Ok => Ok(reply),
+        Status::Ok => Ok((client, reply)),
         status => Err(CliError::Server {
             status,
             message: reply.error_message(),

@@ -124,21 +124,41 @@ fn run(raw: Raw) -> Result<(), CliError> {
         "method": method,
         "path": invoke.path,
         "headers": invoke.headers,
+        "stream": true,
     });
-    let reply = connect::request(&invoke.target, Command::Invoke, payload, body)?;
+    let (mut client, reply) = connect::request_on(&invoke.target, Command::Invoke, payload, body)?;
 
-    let status = reply.json["status"].as_u64().unwrap_or(0);
+    let mut status = reply.json["status"].as_u64().unwrap_or(0);
+    let mut error_code = reply.json["error_code"].as_str().map(String::from);
     if invoke.include {
         let head = head(&reply.json);
         let _ = std::io::stderr().write_all(head.as_bytes());
     }
     output::stdout(&reply.raw)?;
+    // A streamed body: write each chunk as it comes.
+    if reply.json["streaming"] == true {
+        loop {
+            let frame = client.next_reply().map_err(CliError::Client)?;
+            output::stdout(&frame.raw)?;
+            if frame.json["end"] == true {
+                if let Some(code) = frame.json["error"]["code"].as_str() {
+                    eprintln!(
+                        "functions: the response stream was cut: {}",
+                        output::field(&frame.json["error"]["message"])
+                    );
+                    status = 502;
+                    error_code = Some(code.to_string());
+                }
+                break;
+            }
+        }
+    }
     match status {
         0..=399 => Ok(()),
         status => Err(CliError::Function {
             name: invoke.name,
             status: status as u16,
-            error_code: reply.json["error_code"].as_str().map(String::from),
+            error_code,
         }),
     }
 }

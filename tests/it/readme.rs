@@ -56,6 +56,18 @@ fn readme_run_command_serves_every_example_as_the_curl_session_shows() {
         greeting.text()
     );
 
+    let ticks = server.get("/functions/ticker?count=3");
+    assert_eq!(
+        ticks.header("content-type").as_deref(),
+        Some("text/event-stream")
+    );
+    assert_eq!(
+        ticks.text().matches("event: tick\n").count(),
+        3,
+        "{}",
+        ticks.text()
+    );
+
     assert_error(&server.get("/functions/fails"), 500, "function_error");
     assert_error(&server.get("/functions/nope"), 404, "not_found");
     assert_eq!(server.get("/health").status, 200);

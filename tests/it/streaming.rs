@@ -327,3 +327,68 @@ fn head_and_http_1_0_get_the_whole_body_with_a_length() {
         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"));
     assert_eq!(length.map(|(_, v)| v.as_str()), Some("7"));
 }
+
+#[test]
+fn functions_invoke_writes_streamed_chunks_as_they_arrive() {
+    use std::process::{Command, Stdio};
+    let server = server(&[("invocation_timeout", "1s")]);
+    let cli = |path: &str| {
+        Command::new(env!("CARGO_BIN_EXE_functions"))
+            .args(["invoke", "streams", "--path", path, "--socket"])
+            .arg(server.socket_path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    let mut child = cli("/events");
+    let started = Instant::now();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut events = Vec::new();
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        if line.starts_with("data: ") {
+            events.push((started.elapsed(), line.trim_end().to_string()));
+        }
+        line.clear();
+    }
+    assert!(child.wait().unwrap().success());
+    let names: Vec<&str> = events.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!(names, ["data: 1", "data: 2", "data: 3", "data: 4"]);
+    let spread = events[3].0 - events[0].0;
+    assert!(
+        spread >= Duration::from_millis(800),
+        "printed all at once: {events:?}"
+    );
+
+    // A stream cut by the deadline: what came is printed, then the error, exit code 3.
+    let cut = cli("/endless?every=50").wait_with_output().unwrap();
+    assert_eq!(cut.status.code(), Some(3), "{cut:?}");
+    assert!(!cut.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&cut.stderr);
+    assert!(stderr.contains("the response stream was cut"), "{stderr}");
+}
+
+#[test]
+fn the_ticker_example_of_the_docs_sends_its_events_half_a_second_apart() {
+    let ticker = crate::support::manifest_dir().join("examples/ticker.ts");
+    let server = Server::builder().copy_function(&ticker).start();
+    let mut conn = open(
+        server.addr(),
+        "/functions/ticker?count=3",
+        "HTTP/1.1",
+        "GET",
+    );
+    let response = read_chunked(&mut conn, 100);
+    assert!(response.complete);
+    assert_eq!(response.header("content-type"), Some("text/event-stream"));
+    let body = String::from_utf8(response.body()).unwrap();
+    let expected = "event: tick\ndata: 1\n\nevent: tick\ndata: 2\n\nevent: tick\ndata: 3\n\n";
+    assert_eq!(body, expected);
+    let times: Vec<Duration> = response.chunks.iter().map(|(t, _)| *t).collect();
+    assert_eq!(times.len(), 3, "one chunk per event: {times:?}");
+    for pair in times.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_millis(350), "{times:?}");
+    }
+}

@@ -5,13 +5,14 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{checked_name, payload, ApiContext, Failure, Handled};
+use super::{checked_name, payload, ApiContext, Failure};
 use crate::api::codes::Status;
 use crate::api::error_frame;
 use crate::api::frame::Frame;
 use crate::gateway::answer;
 use crate::gateway::request::{has_dot_segment, new_invocation_id};
 use crate::scheduler::{Invocation, InvokeError};
+use crate::stream::BodyStream;
 
 #[derive(Deserialize)]
 struct InvokeRequest {
@@ -21,9 +22,16 @@ struct InvokeRequest {
     path: String,
     #[serde(default)]
     headers: Vec<(String, String)>,
+    /// Whether the client reads a streamed body as frames (else it is collected).
+    #[serde(default)]
+    stream: bool,
 }
 
-pub fn invoke(context: &ApiContext, request: Frame) -> Handled {
+/// An INVOKE reply, and the body still to send as frames when the function streams it
+/// and the client asked for that.
+pub type Invoked = Result<(Frame, Option<Box<BodyStream>>), Failure>;
+
+pub fn invoke(context: &ApiContext, request: Frame) -> Invoked {
     let received = Instant::now();
     let p: InvokeRequest = payload(&request.json)?;
     let name = checked_name(&p.name)?;
@@ -92,6 +100,14 @@ pub fn invoke(context: &ApiContext, request: Frame) -> Handled {
     let (response, error_code) = match completed.result {
         Ok(response) => {
             let mut answer = answer::Answer::from_function(response);
+            if p.stream {
+                if let Some(stream) = answer.stream.take() {
+                    let mut json = json!({ "status": answer.status, "headers": answer.headers,
+                        "error_code": null, "streaming": true });
+                    merge(&mut json, facts);
+                    return Ok((Frame::new(Status::Ok.code(), json), Some(stream)));
+                }
+            }
             match answer.stream.take().map(|stream| stream.collect()) {
                 None => (answer, None),
                 Some(Ok(body)) => {
@@ -119,7 +135,7 @@ pub fn invoke(context: &ApiContext, request: Frame) -> Handled {
             );
             let mut frame = error_frame(Status::Timeout, "timeout", &message);
             merge(&mut frame.json, facts);
-            return Ok(frame);
+            return Ok((frame, None));
         }
         Err(InvokeError::QueueFull) => {
             return Err(Failure(
@@ -138,7 +154,40 @@ pub fn invoke(context: &ApiContext, request: Frame) -> Handled {
     let mut json =
         json!({ "status": response.status, "headers": response.headers, "error_code": error_code });
     merge(&mut json, facts);
-    Ok(Frame::new(Status::Ok.code(), json).with_raw(response.body))
+    Ok((
+        Frame::new(Status::Ok.code(), json).with_raw(response.body),
+        None,
+    ))
+}
+
+/// Sends a streamed body as frames: `{"chunk":true}` with the bytes as the raw part, as
+/// they come, then `{"end":true}`, or `{"end":true,"error":{code,message}}` when the
+/// stream was cut. A client that goes away cancels the function's stream.
+pub fn stream_frames(
+    out: &mut impl std::io::Write,
+    mut stream: Box<BodyStream>,
+) -> std::io::Result<()> {
+    loop {
+        let frame = match stream.next_chunk() {
+            Ok(Some(bytes)) => {
+                Frame::new(Status::Ok.code(), json!({ "chunk": true })).with_raw(bytes)
+            }
+            Ok(None) => Frame::new(Status::Ok.code(), json!({ "end": true })),
+            Err(e) => {
+                log::warn!("response stream cut on the socket: {e}");
+                let error = json!({ "code": e.code(), "message": e.to_string() });
+                Frame::new(Status::Ok.code(), json!({ "end": true, "error": error }))
+            }
+        };
+        let last = frame.json.get("end").is_some();
+        if let Err(e) = frame.write_to(out) {
+            stream.abort("the socket client went away");
+            return Err(e);
+        }
+        if last {
+            return Ok(());
+        }
+    }
 }
 
 /// The `error.code` of a JSON error answer.

@@ -5,6 +5,8 @@
 mod env;
 mod functions;
 mod invoke;
+
+pub(super) use invoke::stream_frames;
 mod logs;
 mod metrics;
 
@@ -21,6 +23,7 @@ use crate::deploy::{DeployError, Deployer};
 use crate::registry::{valid_name, Registry};
 use crate::scheduler::Scheduler;
 use crate::store::metadata::Metadata;
+use crate::stream::BodyStream;
 
 /// What every handler can reach.
 pub struct ApiContext {
@@ -63,10 +66,20 @@ impl From<crate::store::metadata::StoreError> for Failure {
     }
 }
 
-pub fn dispatch(context: &ApiContext, command: Command, request: Frame) -> Frame {
+/// Answers one request: the reply frame, and for a streamed INVOKE the body still to
+/// send (`invoke::stream_frames`).
+pub fn dispatch(
+    context: &ApiContext,
+    command: Command,
+    request: Frame,
+) -> (Frame, Option<Box<BodyStream>>) {
     let started = Instant::now();
+    let mut stream = None;
     let result = match command {
-        Command::Invoke => invoke::invoke(context, request),
+        Command::Invoke => invoke::invoke(context, request).map(|(frame, body)| {
+            stream = body;
+            frame
+        }),
         Command::RegisterFunction => functions::register(context, &request.json),
         Command::DeployFunction => functions::deploy(context, request),
         Command::List => functions::list(context),
@@ -88,7 +101,7 @@ pub fn dispatch(context: &ApiContext, command: Command, request: Frame) -> Frame
         command.name(),
         started.elapsed().as_millis()
     );
-    frame
+    (frame, stream)
 }
 
 pub(super) fn ok(json: Value) -> Handled {
