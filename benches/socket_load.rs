@@ -7,7 +7,7 @@
 //! each reply's status. Prints one line like wrk's report script does:
 //! `RESULT requests req_per_s p50_us p99_us errors`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,7 @@ fn main() {
 
 /// Invokes `name` until `until`; the latency of each success in microseconds, and the
 /// number of failures.
-fn run(socket: &PathBuf, name: &str, body: &[u8], until: Instant) -> (Vec<u64>, usize) {
+fn run(socket: &Path, name: &str, body: &[u8], until: Instant) -> (Vec<u64>, usize) {
     let mut client = Client::connect(socket).expect("cannot reach the socket");
     let method = if body.is_empty() { "GET" } else { "POST" };
     let mut times = Vec::new();
