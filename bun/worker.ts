@@ -38,6 +38,7 @@
  *                                                     at most WINDOW not yet acked
  *     {"type":"end","id":string,"error"?:string}      the last message of the stream
  *   and a stream that passes max_response ends with "too_large" instead of "end".
+ *   A whole body over WHOLE_MAX (1 MiB) is sent the same way, in chunks.
  *
  * Every child -> parent message is written as "\n" + JSON + "\n" so stray bytes
  * that reach fd 1 without going through us (native code, Bun.write(Bun.stdout))
@@ -479,6 +480,7 @@ const impliedContentType = new WeakMap<object, string>();
  * chunk by chunk and given up once it passes max_response.
  */
 const wholeBody = new WeakSet<object>();
+const bytesOf = new WeakMap<object, Uint8Array>();
 
 function isWholeBody(body: unknown): boolean {
   if (body === undefined || body === null || typeof body === "string") return true;
@@ -506,6 +508,9 @@ function installResponseProxy(): void {
       const type = contentTypeForBody(args[0]);
       if (type !== undefined) impliedContentType.set(response, type);
       if (isWholeBody(args[0])) wholeBody.add(response);
+      // Bytes the function passed: sent as they are, without a copy through bytes().
+      if (args[0] instanceof Uint8Array) bytesOf.set(response, args[0]);
+      else if (args[0] instanceof ArrayBuffer) bytesOf.set(response, new Uint8Array(args[0]));
       return response;
     },
   });
@@ -639,6 +644,13 @@ async function runInvocation(id: string, msg: InvokeMessage): Promise<void> {
       send({ type: "too_large", id });
       return;
     }
+    if (body.byteLength > WHOLE_MAX) {
+      await streamBody(id, response, headers, msg.max_response, body);
+      // Its base64 pieces are garbage now; a large body leaves enough of it to push the
+      // worker over memory_limit before the collector would run on its own.
+      if (body.byteLength > GC_AFTER) Bun.gc(true);
+      return;
+    }
     send({
       type: "response",
       id,
@@ -658,13 +670,21 @@ const textEncoder = new TextEncoder();
 const WINDOW = 8;
 /** Bytes of body per chunk message, at most. */
 const CHUNK_MAX = 256 << 10;
+/**
+ * A whole body larger than this is sent as a stream too, so neither this process nor
+ * the server ever holds it base64-encoded in one message.
+ */
+const WHOLE_MAX = 1 << 20;
+/** After sending a whole body larger than this, collect garbage at once. */
+const GC_AFTER = 16 << 20;
 
 /** A streamed body in progress: its credit (chunks it may still send) and reader. */
 interface Streaming {
   credit: number;
   cancelled: boolean;
   wake: (() => void) | null;
-  reader: ReadableStreamDefaultReader<unknown>;
+  /** The body's reader; null for a whole body sent in chunks. */
+  reader: ReadableStreamDefaultReader<unknown> | null;
 }
 
 const streaming = new Map<string, Streaming>();
@@ -676,7 +696,13 @@ const streaming = new Map<string, Streaming>();
  * failed, logged too) or, past `limit` bytes, "too_large"; a "cancel" from the parent
  * cancels the stream (its cancel() runs) and ends it.
  */
-async function streamBody(id: string, response: Response, headers: HeaderPair[], limit: number | undefined): Promise<void> {
+async function streamBody(
+  id: string,
+  response: Response,
+  headers: HeaderPair[],
+  limit: number | undefined,
+  whole?: Uint8Array,
+): Promise<void> {
   send({
     type: "head",
     id,
@@ -684,18 +710,26 @@ async function streamBody(id: string, response: Response, headers: HeaderPair[],
     status_text: response.statusText.toWellFormed(),
     headers,
   });
-  const reader = response.body!.getReader();
+  const reader = whole === undefined ? response.body!.getReader() : null;
   const state: Streaming = { credit: WINDOW, cancelled: false, wake: null, reader };
   streaming.set(id, state);
   let total = 0;
+  let rest = whole;
   try {
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done || state.cancelled) break;
-      const bytes = asBytes(value);
+      let bytes: Uint8Array;
+      if (reader === null) {
+        if (rest === undefined || state.cancelled) break;
+        bytes = rest;
+        rest = undefined;
+      } else {
+        const { done, value } = await reader.read();
+        if (done || state.cancelled) break;
+        bytes = asBytes(value);
+      }
       total += bytes.byteLength;
       if (typeof limit === "number" && total > limit) {
-        reader.cancel(new RangeError("response body over max_response_size")).catch(() => {});
+        reader?.cancel(new RangeError("response body over max_response_size")).catch(() => {});
         send({ type: "too_large", id });
         return;
       }
@@ -730,7 +764,7 @@ function onCancel(msg: any): void {
   const state = streaming.get(msg?.id);
   if (state === undefined) return;
   state.cancelled = true;
-  state.reader.cancel(new Error("the client went away")).catch(() => {});
+  state.reader?.cancel(new Error("the client went away")).catch(() => {});
   state.wake?.();
   state.wake = null;
 }
@@ -738,7 +772,7 @@ function onCancel(msg: any): void {
 /** The response's body, or null once it passes `limit` bytes (the stream is cancelled). */
 async function readBody(response: Response, limit: number | undefined): Promise<Uint8Array | null> {
   if (typeof limit !== "number" || wholeBody.has(response) || response.body === null) {
-    const body = await response.bytes();
+    const body = bytesOf.get(response) ?? (await response.bytes());
     return typeof limit === "number" && body.byteLength > limit ? null : body;
   }
   const reader = response.body.getReader();

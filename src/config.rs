@@ -405,7 +405,11 @@ impl Layers {
             });
         }
         let http_threads = self.parse("http_threads", |v| positive(v, 1024))?;
-        let http_max_threads = self.parse("http_max_threads", |v| positive(v, 4096))?;
+        let mut http_max_threads = self.parse("http_max_threads", |v| positive(v, 4096))?;
+        // The default follows a larger http_threads; a value someone set must fit it.
+        if http_max_threads < http_threads && *self.get("http_max_threads").1 == Source::Default {
+            http_max_threads = http_threads;
+        }
         if http_max_threads < http_threads {
             return Err(ConfigError::BadValue {
                 key: "http_max_threads",
@@ -604,8 +608,14 @@ mod tests {
         );
         let err = resolve("max_response_size", "65M").unwrap_err().to_string();
         assert!(err.contains("at most 64M"), "{err}");
-        let err = resolve("http_max_threads", "8").unwrap_err().to_string();
+        let mut layers = Layers::new();
+        let file = Source::File("functions.conf".into(), 1);
+        layers.set("http_max_threads", "8", file).unwrap();
+        let err = layers.resolve().unwrap_err().to_string();
         assert!(err.contains("at least http_threads (16)"), "{err}");
+        // Left at its default, the maximum follows a larger http_threads.
+        let config = resolve("http_threads", "300").unwrap();
+        assert_eq!((config.http_threads, config.http_max_threads), (300, 300));
     }
 
     #[test]

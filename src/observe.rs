@@ -88,7 +88,7 @@ pub enum Outcome {
     /// The worker died, or answered something that cannot be passed on (unreadable,
     /// not an HTTP status, over max_response_size).
     Crash,
-    /// The queue was full (429).
+    /// The queue was full (429), or the server was shutting down (503).
     Throttled,
     /// No worker could start, or no version is deployed.
     StartFailed,
@@ -105,7 +105,7 @@ impl Outcome {
                 | InvokeError::BadResponse(_)
                 | InvokeError::ResponseTooLarge(_),
             ) => Outcome::Crash,
-            Err(InvokeError::QueueFull) => Outcome::Throttled,
+            Err(InvokeError::QueueFull | InvokeError::ShuttingDown) => Outcome::Throttled,
             Err(
                 InvokeError::StartFailed(_) | InvokeError::NotDeployed(_) | InvokeError::NotFound,
             ) => Outcome::StartFailed,

@@ -28,6 +28,8 @@ const MAX_START_BACKOFF: Duration = Duration::from_secs(30);
 enum Grant {
     Worker(Arc<Worker>),
     Slot,
+    /// The server is shutting down: no worker will come.
+    Closed,
 }
 
 /// A worker lent to one invocation.
@@ -42,6 +44,8 @@ pub enum AcquireError {
     QueueFull,
     /// No worker came free before the deadline.
     Timeout,
+    /// The server is shutting down.
+    Closed,
     /// A new worker was started but was not ready before the deadline.
     StartTimeout,
     StartFailed(String),
@@ -55,6 +59,8 @@ struct State {
     waiters: VecDeque<(u64, Sender<Grant>)>,
     next_waiter: u64,
     retired: bool,
+    /// Shutting down: nothing waits and nothing starts any more.
+    closed: bool,
     /// Failed starts in a row, and until when no start is tried, with the last error.
     start_failures: u32,
     backoff: Option<(Instant, String)>,
@@ -86,10 +92,14 @@ impl Pool {
         }
     }
 
-    /// Finds a warm worker, starts one, or waits in the queue, all before `deadline`.
-    pub fn acquire(&self, deadline: Instant) -> Result<Lease, AcquireError> {
+    /// Finds a warm worker, starts one, or waits in the queue (if `may_queue`), all before
+    /// `deadline`.
+    pub fn acquire(&self, deadline: Instant, may_queue: bool) -> Result<Lease, AcquireError> {
         let waiting = {
             let mut state = self.state.lock();
+            if state.closed {
+                return Err(AcquireError::Closed);
+            }
             while let Some((worker, _)) = state.idle.pop() {
                 if !worker.is_dead() {
                     return Ok(Lease { worker, init: None });
@@ -99,7 +109,7 @@ impl Pool {
             if state.total < self.limits.max_workers {
                 state.total += 1;
                 None
-            } else if state.waiters.len() >= self.limits.queue_depth {
+            } else if !may_queue || state.waiters.len() >= self.limits.queue_depth {
                 return Err(AcquireError::QueueFull);
             } else {
                 let (tx, rx) = bounded(1);
@@ -119,6 +129,7 @@ impl Pool {
                 worker,
                 init: Some(took),
             }),
+            Grant::Closed => Err(AcquireError::Closed),
         }
     }
 
@@ -143,6 +154,7 @@ impl Pool {
             match grant {
                 Grant::Worker(worker) => self.release(worker),
                 Grant::Slot => self.free_slot(),
+                Grant::Closed => {}
             }
         }
         Err(AcquireError::Timeout)
@@ -232,7 +244,11 @@ impl Pool {
             return self.free_slot();
         }
         let mut state = self.state.lock();
-        if let Some((_, waiter)) = state.waiters.pop_front() {
+        if state.closed {
+            state.total -= 1;
+            drop(state);
+            stop_in_background(worker);
+        } else if let Some((_, waiter)) = state.waiters.pop_front() {
             let _ = waiter.send(Grant::Worker(worker));
         } else if state.retired {
             state.total -= 1;
@@ -251,6 +267,10 @@ impl Pool {
 
     fn free_slot(&self) {
         let mut state = self.state.lock();
+        if state.closed {
+            state.total -= 1;
+            return;
+        }
         match state.waiters.pop_front() {
             Some((_, waiter)) => {
                 let _ = waiter.send(Grant::Slot);
@@ -371,6 +391,19 @@ impl Pool {
         idle
     }
 
+    /// Closes the pool for shutdown: every queued invocation is answered at once (503
+    /// `shutting_down`), no worker starts from now on, and workers that come back are
+    /// stopped. Returns the idle workers for the caller to stop.
+    pub fn close(&self) -> Vec<Arc<Worker>> {
+        let mut state = self.state.lock();
+        state.closed = true;
+        for (_, waiter) in state.waiters.drain(..) {
+            let _ = waiter.send(Grant::Closed);
+        }
+        drop(state);
+        self.retire()
+    }
+
     pub fn stats(&self) -> PoolStats {
         let state = self.state.lock();
         PoolStats {
@@ -389,6 +422,7 @@ fn describe(error: AcquireError) -> String {
         AcquireError::StartTimeout => "the worker was not ready before the deadline".into(),
         AcquireError::Timeout => "no worker came free before the deadline".into(),
         AcquireError::QueueFull => "the queue is full".into(),
+        AcquireError::Closed => "the server is shutting down".into(),
     }
 }
 

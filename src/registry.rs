@@ -147,8 +147,7 @@ impl Registry {
             handle.thread().unpark();
             let _ = handle.join();
         }
-        let workers: Vec<Arc<Worker>> =
-            self.pools().iter().flat_map(|pool| pool.retire()).collect();
+        let workers: Vec<Arc<Worker>> = self.pools().iter().flat_map(|pool| pool.close()).collect();
         stop_all(workers, grace);
     }
 }

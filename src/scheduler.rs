@@ -27,6 +27,9 @@ pub struct Invocation {
     pub body: Vec<u8>,
     /// When the request arrived; the deadline counts from here.
     pub received: Instant,
+    /// Whether it may wait in the function's queue when every worker is busy; if not, it
+    /// gets 429 at once (the gateway keeps threads in reserve this way).
+    pub may_queue: bool,
 }
 
 /// What the function answered.
@@ -61,6 +64,8 @@ pub enum InvokeError {
     BadResponse(String),
     /// The response body was larger than `max_response_size` (the limit, in bytes).
     ResponseTooLarge(usize),
+    /// The server is shutting down (the invocation waited in a queue past the grace).
+    ShuttingDown,
 }
 
 /// What is known about how an invocation ran, whatever its outcome.
@@ -144,10 +149,11 @@ impl Scheduler {
         let deadline = inv.received + timeout;
 
         let waiting = Instant::now();
-        let lease = pool.acquire(deadline);
+        let lease = pool.acquire(deadline, inv.may_queue);
         facts.queue_wait = waiting.elapsed();
         let lease = lease.map_err(|e| match e {
             AcquireError::QueueFull => InvokeError::QueueFull,
+            AcquireError::Closed => InvokeError::ShuttingDown,
             AcquireError::Timeout => InvokeError::Timeout(timeout),
             AcquireError::StartTimeout => {
                 facts.cold = true;
@@ -262,6 +268,7 @@ impl InvokeError {
     pub fn status(&self) -> u16 {
         match self {
             InvokeError::NotFound => 404,
+            InvokeError::ShuttingDown => 503,
             InvokeError::QueueFull => 429,
             InvokeError::Timeout(_) => 504,
             InvokeError::Crashed(_)

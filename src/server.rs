@@ -25,6 +25,10 @@ use crate::store::metadata::{Metadata, StoreError};
 use crate::watch::Watcher;
 use crate::worker;
 
+/// How long, after the workers are stopped, shutdown waits for threads still writing to
+/// or reading from clients (a client that stalls can hold one forever).
+const JOIN_GRACE: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 pub enum ServeError {
     DataDir(std::path::PathBuf, std::io::Error),
@@ -198,10 +202,17 @@ pub fn run(config: Config) -> Result<Stopped, ServeError> {
     if killed > 0 {
         log::warn!("killed {killed} workers still running at exit");
     }
+    // Threads blocked on a stalled client are not waited for past this.
+    let join_deadline = Instant::now() + JOIN_GRACE;
     if let Some(gateway) = gateway {
-        gateway.join();
+        gateway.join(join_deadline);
     }
-    let _ = api_stopped.recv();
+    if matches!(
+        api_stopped.recv_deadline(join_deadline),
+        Err(RecvTimeoutError::Timeout)
+    ) {
+        log::warn!("leaving socket api threads blocked on their clients");
+    }
     metrics.stop();
     logs.stop();
     log::info!("stopped");

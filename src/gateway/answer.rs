@@ -147,6 +147,7 @@ pub fn error(error: InvokeError, detailed: bool) -> Answer {
     const SEE_LOG: &str = "details are in the server log and `functions info`";
     match error {
         InvokeError::NotFound => not_found("no function with this name is deployed"),
+        InvokeError::ShuttingDown => shutting_down(),
         InvokeError::NotDeployed(reason) => match detailed {
             true => error_answer(500, "not_deployed", &reason),
             false => error_answer(

@@ -58,6 +58,21 @@ pub struct Context {
     threads: Threads,
 }
 
+impl Context {
+    /// Whether a request may wait in a function's queue: only while, even so, the pool
+    /// keeps [`Threads::reserve`] threads for requests that need no waiting (a function
+    /// with a free worker, `/health`). Past that, it gets 429 `queue_full` at once, so
+    /// callers of hung functions cannot take every thread.
+    pub fn may_queue(&self) -> bool {
+        let threads = &self.threads;
+        let busy = threads
+            .total
+            .load(Ordering::Acquire)
+            .saturating_sub(threads.idle.load(Ordering::Acquire));
+        busy + threads.reserve() < threads.max
+    }
+}
+
 /// The gateway threads' bookkeeping.
 struct Threads {
     server: Weak<Server>,
@@ -183,13 +198,23 @@ impl Gateway {
         }
     }
 
-    /// Waits until every gateway thread (and the nudge thread) has ended; call after
-    /// [`Gateway::close`].
-    pub fn join(mut self) {
+    /// Waits until every gateway thread (and the nudge thread) has ended, or `deadline`;
+    /// call after [`Gateway::close`]. A thread blocked on a client that stalls its body or
+    /// does not read its answer never ends (tiny_http sets no socket timeouts), so past
+    /// the deadline it is left behind for the process exit to end.
+    pub fn join(mut self, deadline: Instant) {
         if let Some(handle) = self.nudge.take() {
             let _ = handle.join();
         }
-        while self.context.threads.total.load(Ordering::Acquire) > 0 {
+        loop {
+            let left = self.context.threads.total.load(Ordering::Acquire);
+            if left == 0 {
+                return;
+            }
+            if Instant::now() >= deadline {
+                log::warn!("leaving {left} gateway threads blocked on their clients");
+                return;
+            }
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -226,6 +251,14 @@ fn grow(context: &Arc<Context>, took_last: bool) {
             "all {} gateway threads are busy; requests wait in the queue",
             threads.total.load(Ordering::Acquire)
         );
+    }
+}
+
+impl Threads {
+    /// Threads kept for requests that need not wait in a queue: a quarter of
+    /// `http_threads`, at least 2.
+    fn reserve(&self) -> usize {
+        (self.min / 4).max(2)
     }
 }
 

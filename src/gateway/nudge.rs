@@ -78,7 +78,7 @@ const MAX_NUDGES: usize = 256;
 /// Nudges while the gateway is busy, until it is closed.
 pub fn run(context: Arc<Context>) {
     let to = target(context.local_addr);
-    let port = context.local_addr.port();
+    let local = Local::of(context.local_addr);
     while !context.closed.load(Ordering::Acquire) {
         thread::sleep(INTERVAL);
         if context.closed.load(Ordering::Acquire) || !context.activity.recent(QUIET) {
@@ -87,7 +87,7 @@ pub fn run(context: Arc<Context>) {
         let unread = ["/proc/net/tcp", "/proc/net/tcp6"]
             .iter()
             .filter_map(|table| std::fs::read_to_string(table).ok())
-            .map(|text| unread_connections(&text, port))
+            .map(|text| unread_connections(&text, &local))
             .sum::<usize>();
         if unread > 0 {
             log::debug!("nudging tiny_http for {unread} connections with unread requests");
@@ -102,20 +102,54 @@ pub fn run(context: Arc<Context>) {
     }
 }
 
-/// Established connections to local `port` with bytes in their receive queue, in the
-/// text of `/proc/net/tcp` or `/proc/net/tcp6`.
-fn unread_connections(table: &str, port: u16) -> usize {
-    let port = format!(":{port:04X}");
+/// The gateway's local address as `/proc/net/tcp{,6}` writes it: the port, and the
+/// address unless the gateway listens on all of them.
+struct Local {
+    ip: Option<String>,
+    port: String,
+}
+
+impl Local {
+    fn of(addr: SocketAddr) -> Local {
+        // The kernel prints each 32-bit word of the address in host byte order.
+        let words = |bytes: &[u8]| {
+            bytes
+                .chunks(4)
+                .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
+                .collect::<String>()
+        };
+        let ip = match addr.ip() {
+            ip if ip.is_unspecified() => None,
+            IpAddr::V4(ip) => Some(words(&ip.octets())),
+            IpAddr::V6(ip) => Some(words(&ip.octets())),
+        };
+        Local {
+            ip,
+            port: format!("{:04X}", addr.port()),
+        }
+    }
+
+    fn matches(&self, field: &str) -> bool {
+        let Some((ip, port)) = field.split_once(':') else {
+            return false;
+        };
+        port == self.port && self.ip.as_deref().is_none_or(|mine| mine == ip)
+    }
+}
+
+/// Established connections to the gateway's address with bytes in their receive queue,
+/// in the text of `/proc/net/tcp` or `/proc/net/tcp6`.
+fn unread_connections(table: &str, local: &Local) -> usize {
     table
         .lines()
         .skip(1)
         .filter(|line| {
             let fields: Vec<&str> = line.split_whitespace().take(5).collect();
-            let [_, local, _, state, queues] = fields[..] else {
+            let [_, address, _, state, queues] = fields[..] else {
                 return false;
             };
             let rx = queues.split(':').nth(1).unwrap_or("0");
-            local.ends_with(&port) && state == "01" && !rx.trim_start_matches('0').is_empty()
+            local.matches(address) && state == "01" && !rx.trim_start_matches('0').is_empty()
         })
         .count()
 }
@@ -147,9 +181,17 @@ mod tests {
 ";
         // Line 1 and the IPv6 line 6: the listener (0A), an empty queue, the client side
         // (3), a closing connection (08) and another port do not count.
-        assert_eq!(unread_connections(table, 8080), 2);
-        assert_eq!(unread_connections(table, 8081), 1);
-        assert_eq!(unread_connections("", 8080), 0);
+        let any = |port: u16| Local::of(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port));
+        assert_eq!(unread_connections(table, &any(8080)), 2);
+        assert_eq!(unread_connections(table, &any(8081)), 1);
+        assert_eq!(unread_connections("", &any(8080)), 0);
+        // Bound to one address: only its connections count.
+        let loopback = Local::of("127.0.0.1:8080".parse().unwrap());
+        assert_eq!(unread_connections(table, &loopback), 1);
+        let other = Local::of("127.0.0.2:8080".parse().unwrap());
+        assert_eq!(unread_connections(table, &other), 0);
+        let v6 = Local::of("[::1]:8080".parse().unwrap());
+        assert_eq!(unread_connections(table, &v6), 1);
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub fn to_invocation(
         headers,
         body,
         received,
+        may_queue: context.may_queue(),
     })
 }
 

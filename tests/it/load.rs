@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::support::Server;
 
 /// Far above any answer on a healthy server, far below a test timeout.
-const STALL: Duration = Duration::from_secs(5);
+const STALL: Duration = Duration::from_secs(12);
 
 /// Sends `GET path` on `stream` and reads one answer; the status, or why there is none.
 fn exchange(
@@ -170,4 +170,41 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+#[test]
+fn near_the_thread_limit_callers_that_would_queue_get_429_and_others_are_served() {
+    // 8 threads at most, 2 kept in reserve: once 6 are busy, a call that would have to
+    // wait in a queue gets 429 at once instead of taking one of the last threads.
+    let server = Server::builder()
+        .function("hang.ts", "export default () => new Promise(() => {});")
+        .function("hi.ts", r#"export default () => new Response("hi\n");"#)
+        .config("http_threads", "4")
+        .config("http_max_threads", "8")
+        .config("max_workers", "1")
+        .config("invocation_timeout", "8s")
+        .start();
+    let addr = server.addr();
+    assert_eq!(server.get("/functions/hi").status, 200);
+
+    let callers: Vec<_> = (0..30)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut conn = keep_alive(addr);
+                exchange(&mut conn, addr, "/functions/hang")
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(1));
+    let began = Instant::now();
+    let hi = server.get("/functions/hi");
+    let took = began.elapsed();
+    assert_eq!(hi.status, 200, "{}", hi.text());
+    assert!(took < Duration::from_secs(2), "hi took {took:?}");
+
+    let statuses: Vec<_> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+    let refused = statuses.iter().filter(|s| matches!(s, Ok(429))).count();
+    let timed_out = statuses.iter().filter(|s| matches!(s, Ok(504))).count();
+    assert!(refused >= 20, "{statuses:?}");
+    assert_eq!(refused + timed_out, 30, "{statuses:?}");
 }

@@ -93,6 +93,8 @@ pub fn invoke(context: &ApiContext, request: Frame) -> Invoked {
         headers,
         body: request.raw,
         received,
+        // The API's fixed threads and backlog bound its callers (BUSY past them).
+        may_queue: true,
     };
     let completed = context.scheduler.invoke(&invocation);
     let facts = json!({ "invocation_id": id, "cold": completed.facts.cold, "version": completed.facts.version,

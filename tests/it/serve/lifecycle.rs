@@ -158,3 +158,63 @@ fn is_timeout(error: &std::io::Error) -> bool {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
     )
 }
+
+/// Helper-found: past the grace, queued invocations started fresh workers and ran to
+/// their own timeouts, and a client stalling its body kept the server from exiting.
+#[test]
+fn past_the_grace_queued_calls_get_503_and_a_stalled_client_does_not_hold_the_exit() {
+    use std::io::Write;
+    let mut server = Server::builder()
+        .function("hang.ts", "export default () => new Promise(() => {});")
+        .config("max_workers", "2")
+        .config("invocation_timeout", "30s")
+        .config("shutdown_grace", "1s")
+        .start();
+    let addr = server.addr();
+    // A client that promises a body and stalls: its gateway thread waits for it.
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    let head = "POST /functions/hang HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+    stalled.write_all(head.as_bytes()).unwrap();
+    stalled.write_all(&[b'x'; 2000]).unwrap();
+
+    let answers = thread::scope(|s| {
+        let calls: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| server.send(&Request::get("/functions/hang"))))
+            .collect();
+        // Two run, six wait in the queue.
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            let health = server.get("/health").json();
+            if health["functions"][0]["queued"] == 6 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        server.signal(libc::SIGTERM);
+        let signalled = Instant::now();
+        let answers: Vec<_> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+        (answers, signalled)
+    });
+    let (answers, signalled) = answers;
+    let status = server.wait_exit(Duration::from_secs(10));
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(1), "{}", server.logs_tail(4000));
+    assert!(took < Duration::from_secs(6), "exit took {took:?}");
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|a| a.as_ref().map_or(0, |r| r.status))
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 503).count(),
+        6,
+        "{statuses:?}"
+    );
+    let logs = server.logs();
+    let cut = logs.find("grace period over").expect("no cut-off logged");
+    assert!(
+        !logs[cut..].contains("worker ready"),
+        "a worker started after the grace:\n{}",
+        &logs[cut..]
+    );
+    drop(stalled);
+}
