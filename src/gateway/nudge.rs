@@ -9,18 +9,21 @@
 //! client may be never: its requests are not even read.
 //!
 //! What frees it is any pool thread becoming free. So while the gateway is busy, this
-//! thread looks every [`INTERVAL`] for connections to the gateway's port with bytes the
-//! server has not read (the receive queue of `/proc/net/tcp` and `tcp6`): a connection
-//! served by a pool thread is read at once, a queued one is not. For each such connection
-//! it opens a connection to the gateway and closes it at once. The pool either starts a
-//! thread for that one, which after the empty connection takes a queued one, or queues it
-//! behind them and wakes a thread that takes the first queued one. So a stuck connection
-//! waits one or two intervals. tiny_http reads an empty connection as end of input and
-//! drops it without a word; our code never sees it. A connection with unread bytes for
-//! another reason (a client pipelining requests) costs one needless nudge. When the
-//! gateway has had no request for [`QUIET`], nothing is read or sent: a burst always
-//! produces requests, from the connections that were not stuck.
+//! thread looks every [`INTERVAL`] for connections to the gateway's address with bytes
+//! the server has not read (the receive queue of `/proc/net/tcp` and `tcp6`): a
+//! connection served by a pool thread is read at once, a queued one is not. A busy
+//! server can leave a request unread for a moment, so only a connection found so at two
+//! looks in a row counts. For each such connection it opens a connection to the gateway
+//! and closes it at once. The pool either starts a thread for that one, which after the
+//! empty connection takes a queued one, or queues it behind them and wakes a thread that
+//! takes the first queued one. So a stuck connection waits two or three intervals.
+//! tiny_http reads an empty connection as end of input and drops it without a word; our
+//! code never sees it. A connection with unread bytes for another reason (a client
+//! pipelining requests) costs a needless nudge. When the gateway has had no request for
+//! [`QUIET`], nothing is read or sent: a burst always produces requests, from the
+//! connections that were not stuck.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,8 +32,9 @@ use std::time::{Duration, Instant};
 
 use super::Context;
 
-/// How long a connection stuck in tiny_http's queue may wait, at most, while busy.
-pub const INTERVAL: Duration = Duration::from_millis(100);
+/// How often the tables are read while busy. Reading them costs a few milliseconds of
+/// kernel time on a host with many sockets, so not more often.
+pub const INTERVAL: Duration = Duration::from_millis(250);
 
 /// How long after the last request the nudges go on.
 pub const QUIET: Duration = Duration::from_secs(2);
@@ -79,16 +83,22 @@ const MAX_NUDGES: usize = 256;
 pub fn run(context: Arc<Context>) {
     let to = target(context.local_addr);
     let local = Local::of(context.local_addr);
+    let mut before: HashSet<String> = HashSet::new();
     while !context.closed.load(Ordering::Acquire) {
         thread::sleep(INTERVAL);
         if context.closed.load(Ordering::Acquire) || !context.activity.recent(QUIET) {
+            before.clear();
             continue;
         }
-        let unread = ["/proc/net/tcp", "/proc/net/tcp6"]
+        let now: HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
             .iter()
             .filter_map(|table| std::fs::read_to_string(table).ok())
-            .map(|text| unread_connections(&text, &local))
-            .sum::<usize>();
+            .flat_map(|text| unread_connections(&text, &local))
+            .collect();
+        // Unread at two looks in a row: a busy server leaves requests unread for a
+        // moment; a connection stuck in tiny_http's queue stays so.
+        let unread = now.intersection(&before).count();
+        before = now;
         if unread > 0 {
             log::debug!("nudging tiny_http for {unread} connections with unread requests");
         }
@@ -138,20 +148,21 @@ impl Local {
 }
 
 /// Established connections to the gateway's address with bytes in their receive queue,
-/// in the text of `/proc/net/tcp` or `/proc/net/tcp6`.
-fn unread_connections(table: &str, local: &Local) -> usize {
+/// in the text of `/proc/net/tcp` or `/proc/net/tcp6`, by their peer's address.
+fn unread_connections(table: &str, local: &Local) -> Vec<String> {
     table
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().take(5).collect();
-            let [_, address, _, state, queues] = fields[..] else {
-                return false;
+            let [_, address, peer, state, queues] = fields[..] else {
+                return None;
             };
             let rx = queues.split(':').nth(1).unwrap_or("0");
-            local.matches(address) && state == "01" && !rx.trim_start_matches('0').is_empty()
+            let unread = state == "01" && !rx.trim_start_matches('0').is_empty();
+            (unread && local.matches(address)).then(|| peer.to_string())
         })
-        .count()
+        .collect()
 }
 
 #[cfg(test)]
@@ -182,16 +193,16 @@ mod tests {
         // Line 1 and the IPv6 line 6: the listener (0A), an empty queue, the client side
         // (3), a closing connection (08) and another port do not count.
         let any = |port: u16| Local::of(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port));
-        assert_eq!(unread_connections(table, &any(8080)), 2);
-        assert_eq!(unread_connections(table, &any(8081)), 1);
-        assert_eq!(unread_connections("", &any(8080)), 0);
+        assert_eq!(unread_connections(table, &any(8080)).len(), 2);
+        assert_eq!(unread_connections(table, &any(8081)).len(), 1);
+        assert_eq!(unread_connections("", &any(8080)).len(), 0);
         // Bound to one address: only its connections count.
         let loopback = Local::of("127.0.0.1:8080".parse().unwrap());
-        assert_eq!(unread_connections(table, &loopback), 1);
+        assert_eq!(unread_connections(table, &loopback), ["0100007F:AF4C"]);
         let other = Local::of("127.0.0.2:8080".parse().unwrap());
-        assert_eq!(unread_connections(table, &other), 0);
+        assert_eq!(unread_connections(table, &other).len(), 0);
         let v6 = Local::of("[::1]:8080".parse().unwrap());
-        assert_eq!(unread_connections(table, &v6), 1);
+        assert_eq!(unread_connections(table, &v6).len(), 1);
     }
 
     #[test]
