@@ -92,6 +92,14 @@ impl fmt::Debug for BodyStream {
     }
 }
 
+/// What [`BodyStream::poll_chunk`] found.
+pub enum Polled {
+    Chunk(Vec<u8>),
+    End,
+    /// Nothing yet.
+    Quiet,
+}
+
 /// How a stream ended, for the pool and the invocation record.
 enum End {
     /// The worker ended it: it goes back to the pool.
@@ -132,16 +140,32 @@ impl BodyStream {
 
     /// The next piece of the body, `None` at its end.
     pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StreamError> {
+        loop {
+            match self.poll_chunk(Duration::from_secs(3600))? {
+                Polled::Chunk(bytes) => return Ok(Some(bytes)),
+                Polled::End => return Ok(None),
+                Polled::Quiet => {}
+            }
+        }
+    }
+
+    /// The next piece of the body, its end, or [`Polled::Quiet`] when nothing came within
+    /// `quiet` (so the caller can check its client is still there).
+    pub fn poll_chunk(&mut self, quiet: Duration) -> Result<Polled, StreamError> {
         let Some(worker) = self.worker.clone() else {
-            return Ok(None);
+            return Ok(Polled::End);
         };
         if self.owe_ack {
             worker.ack(&self.id, 1);
             self.owe_ack = false;
         }
+        let wake = (Instant::now() + quiet).min(self.deadline);
         let event = select! {
             recv(self.events) -> event => event,
-            recv(crossbeam_channel::at(self.deadline)) -> _ => {
+            recv(crossbeam_channel::at(wake)) -> _ => {
+                if Instant::now() < self.deadline {
+                    return Ok(Polled::Quiet);
+                }
                 self.finish(End::Discard(Outcome::Timeout, "stream deadline passed"));
                 return Err(StreamError::Timeout(self.timeout));
             }
@@ -165,11 +189,11 @@ impl BodyStream {
                     return Err(StreamError::TooLarge(self.limit));
                 }
                 self.owe_ack = true;
-                Ok(Some(bytes))
+                Ok(Polled::Chunk(bytes))
             }
             Ok(StreamEvent::End(None)) => {
                 self.finish(End::Clean(Outcome::Ok));
-                Ok(None)
+                Ok(Polled::End)
             }
             Ok(StreamEvent::End(Some(error))) => {
                 self.finish(End::Clean(Outcome::FunctionError));

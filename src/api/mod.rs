@@ -237,10 +237,39 @@ fn serve_connection(stream: UnixStream, context: &ApiContext, max_frame: usize) 
             return;
         }
         if let Some(stream) = stream {
-            if let Err(e) = handlers::stream_frames(&mut writer, stream) {
+            let gone = || peer_closed(reader.get_ref());
+            if let Err(e) = handlers::stream_frames(&mut writer, stream, gone) {
                 log::debug!("socket api: the client left during a streamed body: {e}");
                 return;
             }
+        }
+    }
+}
+
+/// Whether the peer of `stream` has closed its side: a non-blocking peek sees the end.
+/// Bytes waiting (a next request) or nothing yet both mean it is still there.
+fn peer_closed(stream: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    // SAFETY: recv(2) into one byte we own, on a socket this connection owns; MSG_PEEK
+    // leaves the byte for the reader, MSG_DONTWAIT keeps the socket's blocking mode.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => true,
+        n if n > 0 => false,
+        _ => {
+            let e = std::io::Error::last_os_error();
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            )
         }
     }
 }

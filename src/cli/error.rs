@@ -44,6 +44,12 @@ pub enum CliError {
         status: u16,
         error_code: Option<String>,
     },
+    /// A streamed response was cut after its status went out (`code` says why).
+    StreamCut {
+        name: String,
+        code: String,
+        message: String,
+    },
     /// A local file or stdin could not be read.
     Read(PathBuf, std::io::Error),
     /// Stdout could not be written (other than a closed pipe, which is not an error).
@@ -58,6 +64,11 @@ impl fmt::Display for CliError {
             CliError::Serve(e) => write!(f, "{e}"),
             CliError::Client(e) => write!(f, "{e}"),
             CliError::Server { message, .. } => write!(f, "{message}"),
+            CliError::StreamCut {
+                name,
+                code,
+                message,
+            } => write!(f, "the response of {name} was cut ({code}): {message}"),
             CliError::Function {
                 name,
                 status,
@@ -93,7 +104,7 @@ impl CliError {
                 Status::Busy => BUSY,
                 Status::Unavailable => UNREACHABLE,
             },
-            CliError::Function { .. } => FUNCTION_ERROR,
+            CliError::Function { .. } | CliError::StreamCut { .. } => FUNCTION_ERROR,
         }
     }
 

@@ -128,26 +128,28 @@ fn run(raw: Raw) -> Result<(), CliError> {
     });
     let (mut client, reply) = connect::request_on(&invoke.target, Command::Invoke, payload, body)?;
 
-    let mut status = reply.json["status"].as_u64().unwrap_or(0);
-    let mut error_code = reply.json["error_code"].as_str().map(String::from);
+    let status = reply.json["status"].as_u64().unwrap_or(0);
+    let error_code = reply.json["error_code"].as_str().map(String::from);
     if invoke.include {
         let head = head(&reply.json);
         let _ = std::io::stderr().write_all(head.as_bytes());
     }
     output::stdout(&reply.raw)?;
-    // A streamed body: write each chunk as it comes.
+    // A streamed body: write each chunk as it comes. A closed stdout (`| head`) ends
+    // the call quietly; dropping the connection cancels the function's stream.
     if reply.json["streaming"] == true {
         loop {
             let frame = client.next_reply().map_err(CliError::Client)?;
-            output::stdout(&frame.raw)?;
+            if !output::stdout_open(&frame.raw)? {
+                return Ok(());
+            }
             if frame.json["end"] == true {
                 if let Some(code) = frame.json["error"]["code"].as_str() {
-                    eprintln!(
-                        "functions: the response stream was cut: {}",
-                        output::field(&frame.json["error"]["message"])
-                    );
-                    status = 502;
-                    error_code = Some(code.to_string());
+                    return Err(CliError::StreamCut {
+                        name: invoke.name,
+                        code: code.to_string(),
+                        message: output::field(&frame.json["error"]["message"]),
+                    });
                 }
                 break;
             }

@@ -17,6 +17,17 @@ pub fn stdout(bytes: &[u8]) -> Result<(), CliError> {
     }
 }
 
+/// Writes `bytes` to stdout and flushes; false once stdout is a closed pipe (a reader
+/// like `head` went away), so a caller streaming a body can stop.
+pub fn stdout_open(bytes: &[u8]) -> Result<bool, CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(CliError::Write(e)),
+    }
+}
+
 /// Prints a JSON value on one line.
 pub fn json(value: &Value) -> Result<(), CliError> {
     let mut line = serde_json::to_string(value).expect("JSON values serialize");

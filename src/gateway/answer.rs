@@ -123,6 +123,28 @@ impl Answer {
     }
 }
 
+impl Answer {
+    /// The head of a streamed answer without its body (HEAD, or a status that has none):
+    /// no `Content-Length`, since the body's length is unknown; tiny_http then says
+    /// chunked, as the GET would be, and sends no body for HEAD.
+    pub fn into_head_of_stream(self, invocation: &str) -> Response<Cursor<Vec<u8>>> {
+        let headers = self
+            .wire_headers(invocation)
+            .into_iter()
+            .map(|(n, v)| Header::from_bytes(n.as_bytes(), v.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("wire headers are checked");
+        let length = matches!(self.status, 100..=199 | 204 | 304).then_some(0);
+        Response::new(
+            StatusCode(self.status),
+            headers,
+            Cursor::new(Vec::new()),
+            length,
+            None,
+        )
+    }
+}
+
 /// Whether a header can be written as is: the name a token, the value free of CR, LF and
 /// NUL (which would let a function split the response or forge headers).
 pub fn safe_header(name: &str, value: &str) -> bool {

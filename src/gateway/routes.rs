@@ -10,7 +10,7 @@ use tiny_http::{Method, Request};
 
 use super::answer::{self, Answer};
 use super::request::{self, BodyError};
-use super::streaming;
+use super::streaming::{self, Delivery};
 use super::Context;
 use crate::observe::escape_controls;
 use crate::registry::{valid_name, Route};
@@ -43,18 +43,31 @@ pub fn handle(mut request: Request, context: &Context) {
     let mut status = answer.status;
     let mut streamed_note = String::new();
     let is_head = method == Method::Head;
-    match answer.stream.take() {
-        Some(stream) if streaming::can_stream(&request, answer.status) => {
-            let streamed = streaming::respond(request, answer, stream, &id);
+    let how = answer
+        .stream
+        .as_ref()
+        .map(|_| streaming::delivery(&request, answer.status));
+    match (answer.stream.take(), how) {
+        (Some(stream), Some(how @ (Delivery::Chunked | Delivery::UntilClose))) => {
+            let port = context.local_addr.port();
+            let streamed = streaming::respond(request, answer, stream, &id, how, port);
             status = streamed.status;
             streamed_note = format!(" streamed_bytes={}", streamed.bytes);
             if let Some(cut) = streamed.cut {
                 streamed_note.push_str(&format!(" cut={cut:?}"));
             }
         }
-        stream => {
+        (Some(stream), Some(Delivery::HeadOnly)) => {
+            // HEAD, or a status without a body: the head, with no length to promise.
+            stream.abort("the answer has no body");
+            let response = answer.into_head_of_stream(&id);
+            if let Err(e) = request.respond(response) {
+                log::debug!("failed to write the response invocation={id}: {e}");
+            }
+        }
+        (stream, _) => {
             if let Some(stream) = stream {
-                // HEAD, HTTP/1.0 or a status without a body: the whole body, bounded.
+                // HTTP/1.0 with keep-alive: the whole body, bounded.
                 match stream.collect() {
                     Ok(body) => answer.body = body,
                     Err(e) => {

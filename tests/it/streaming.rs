@@ -49,6 +49,12 @@ export default (r: Request) => {
             },
         }));
     }
+    if (path === "/quiet") {
+        return new Response(new ReadableStream({
+            start(c) { c.enqueue(enc.encode("first\n")); },
+            cancel() { cancelled++; },
+        }));
+    }
     if (path === "/generator") {
         return new Response(async function* () { yield "one "; await sleep(10); yield "two"; }());
     }
@@ -297,7 +303,7 @@ fn a_client_that_does_not_read_holds_the_stream_back_not_the_servers_memory() {
 }
 
 #[test]
-fn head_and_http_1_0_get_the_whole_body_with_a_length() {
+fn head_gets_the_head_at_once_and_http_1_0_the_body_until_the_connection_closes() {
     let server = server(&[]);
     let mut conn = open(
         server.addr(),
@@ -309,23 +315,57 @@ fn head_and_http_1_0_get_the_whole_body_with_a_length() {
     let mut body = Vec::new();
     conn.read_to_end(&mut body).unwrap();
     assert_eq!((status, body.as_slice()), (200, &b"one two"[..]));
-    let length = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"));
-    assert_eq!(length.map(|(_, v)| v.as_str()), Some("7"));
+    let named = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    assert!(
+        !named("content-length") && !named("transfer-encoding"),
+        "{headers:?}"
+    );
 
+    // HEAD of an endless stream: the head at once, and the worker (the only one) free.
+    let began = Instant::now();
     let mut conn = open(
         server.addr(),
-        "/functions/streams/generator",
+        "/functions/streams/endless",
         "HTTP/1.1",
         "HEAD",
     );
-    let (status, headers) = read_head(&mut conn);
+    let (status, _) = read_head(&mut conn);
     assert_eq!(status, 200);
-    let length = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"));
-    assert_eq!(length.map(|(_, v)| v.as_str()), Some("7"));
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+    let state = server.get("/functions/streams/state").json();
+    assert_eq!(
+        state["cancelled"], 1,
+        "the endless stream was not cancelled"
+    );
+}
+
+#[test]
+fn a_client_that_leaves_a_quiet_stream_frees_the_worker_within_seconds() {
+    let server = server(&[]);
+    let mut conn = open(server.addr(), "/functions/streams/quiet", "HTTP/1.1", "GET");
+    let first = read_chunked(&mut conn, 1);
+    assert_eq!(first.body(), b"first\n");
+    // The function sends nothing more; the client leaves.
+    let left = Instant::now();
+    drop(conn);
+
+    // One worker only: it answers again once the quiet stream noticed the client left.
+    let state = server.get("/functions/streams/state");
+    let took = left.elapsed();
+    assert_eq!(state.status, 200);
+    assert_eq!(
+        state.json()["cancelled"],
+        1,
+        "the quiet stream was not cancelled"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the worker was held {took:?}"
+    );
 }
 
 #[test]
@@ -367,7 +407,19 @@ fn functions_invoke_writes_streamed_chunks_as_they_arrive() {
     assert_eq!(cut.status.code(), Some(3), "{cut:?}");
     assert!(!cut.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&cut.stderr);
-    assert!(stderr.contains("the response stream was cut"), "{stderr}");
+    assert!(stderr.contains("was cut (timeout)"), "{stderr}");
+
+    // A reader that stops early (`| head -c 10`): the CLI ends at its next write, and
+    // the function's stream is cancelled, freeing the only worker.
+    let mut head = cli("/endless?every=100");
+    let mut first = [0u8; 10];
+    head.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let began = Instant::now();
+    let status = head.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let state = server.get("/functions/streams/state").json();
+    assert_eq!(state["cancelled"], 1, "the stream was not cancelled");
+    assert!(began.elapsed() < Duration::from_secs(4), "{:?}", began.elapsed());
 }
 
 #[test]

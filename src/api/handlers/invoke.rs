@@ -12,7 +12,10 @@ use crate::api::frame::Frame;
 use crate::gateway::answer;
 use crate::gateway::request::{has_dot_segment, new_invocation_id};
 use crate::scheduler::{Invocation, InvokeError};
-use crate::stream::BodyStream;
+use crate::stream::{BodyStream, Polled};
+
+/// How often a quiet streamed body checks that its socket client is still there.
+const QUIET_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Deserialize)]
 struct InvokeRequest {
@@ -165,16 +168,25 @@ pub fn invoke(context: &ApiContext, request: Frame) -> Invoked {
 /// Sends a streamed body as frames: `{"chunk":true}` with the bytes as the raw part, as
 /// they come, then `{"end":true}`, or `{"end":true,"error":{code,message}}` when the
 /// stream was cut. A client that goes away cancels the function's stream.
+/// `gone` says whether the client closed its side; it is asked while the stream is quiet.
 pub fn stream_frames(
     out: &mut impl std::io::Write,
     mut stream: Box<BodyStream>,
+    gone: impl Fn() -> bool,
 ) -> std::io::Result<()> {
     loop {
-        let frame = match stream.next_chunk() {
-            Ok(Some(bytes)) => {
+        let frame = match stream.poll_chunk(QUIET_CHECK) {
+            Ok(Polled::Chunk(bytes)) => {
                 Frame::new(Status::Ok.code(), json!({ "chunk": true })).with_raw(bytes)
             }
-            Ok(None) => Frame::new(Status::Ok.code(), json!({ "end": true })),
+            Ok(Polled::End) => Frame::new(Status::Ok.code(), json!({ "end": true })),
+            Ok(Polled::Quiet) => {
+                if gone() {
+                    stream.abort("the socket client went away");
+                    return Err(std::io::ErrorKind::ConnectionAborted.into());
+                }
+                continue;
+            }
             Err(e) => {
                 log::warn!("response stream cut on the socket: {e}");
                 let error = json!({ "code": e.code(), "message": e.to_string() });
