@@ -419,7 +419,11 @@ fn functions_invoke_writes_streamed_chunks_as_they_arrive() {
     assert!(status.success(), "{status:?}");
     let state = server.get("/functions/streams/state").json();
     assert_eq!(state["cancelled"], 1, "the stream was not cancelled");
-    assert!(began.elapsed() < Duration::from_secs(4), "{:?}", began.elapsed());
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
 }
 
 #[test]
