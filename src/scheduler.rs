@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use crossbeam_channel::select;
 
 use crate::observe;
 use crate::pool::AcquireError;
@@ -179,18 +178,14 @@ impl Scheduler {
             max_response: pool.limits.max_response_size,
         }
         .to_line();
-        let reply = worker.invoke(&inv.id, line);
-        let reply = select! {
-            recv(reply) -> reply => reply.unwrap_or_else(|_| Reply::Crashed("worker dropped the invocation".into())),
-            recv(crossbeam_channel::at(deadline)) -> _ => {
-                worker.forget(&inv.id);
-                log::warn!(
-                    "invocation timed out, replacing its worker function={} invocation={} worker={} timeout_ms={}",
-                    inv.function, inv.id, worker.id, timeout.as_millis()
-                );
-                pool.discard(worker, "invocation deadline passed");
-                return Err(InvokeError::Timeout(timeout));
-            }
+        let Some(reply) = worker.invoke(&inv.id, line).wait_until(deadline) else {
+            worker.forget(&inv.id);
+            log::warn!(
+                "invocation timed out, replacing its worker function={} invocation={} worker={} timeout_ms={}",
+                inv.function, inv.id, worker.id, timeout.as_millis()
+            );
+            pool.discard(worker, "invocation deadline passed");
+            return Err(InvokeError::Timeout(timeout));
         };
 
         match reply {

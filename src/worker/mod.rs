@@ -6,6 +6,7 @@
 //! the child: when stdout closes it waits for the exit status, kills what is left of the
 //! process group, and fails every pending invocation with the reason the worker died.
 
+mod handoff;
 mod lines;
 mod pipes;
 pub mod process;
@@ -19,9 +20,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{bounded, select, Receiver, TryRecvError};
 use parking_lot::Mutex;
 
+use handoff::LineQueue;
+pub use handoff::Oneshot;
 use protocol::{ErrorMsg, Headers, ResponseMsg, ToWorker};
 
 /// Environment variables of the server that workers inherit; everything else is dropped
@@ -80,7 +83,7 @@ pub const STREAM_WINDOW: usize = 8;
 /// Invocations waiting for a reply, and why the worker died once it has.
 #[derive(Default)]
 struct Pending {
-    waiting: HashMap<String, Sender<Reply>>,
+    waiting: HashMap<String, Arc<Oneshot<Reply>>>,
     exit: Option<String>,
 }
 
@@ -98,7 +101,8 @@ pub struct Worker {
     pub id: u64,
     pid: u32,
     shared: Arc<Shared>,
-    input: Mutex<Option<Sender<Vec<u8>>>>,
+    /// Lines for the stdin writer; closed to stop the worker.
+    input: Arc<LineQueue>,
     ready: Receiver<Result<(), String>>,
     /// Disconnected once the child has been reaped.
     exited: Receiver<()>,
@@ -151,7 +155,8 @@ impl Worker {
             pending: Mutex::new(Pending::default()),
             killed_for: Mutex::new(None),
         });
-        let (input_tx, input_rx) = bounded(64);
+        let input = Arc::new(LineQueue::new(64));
+        let writer_input = Arc::clone(&input);
         let (ready_tx, ready_rx) = bounded(1);
         let (exited_tx, exited_rx) = bounded(0);
 
@@ -159,7 +164,9 @@ impl Worker {
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let name = |role: &str| format!("{}-{role}-{id}", spec.function);
-        let writer = pipes::start(name("stdin"), move || pipes::write_stdin(stdin, input_rx));
+        let writer = pipes::start(name("stdin"), move || {
+            pipes::write_stdin(stdin, &writer_input)
+        });
         let tail = Arc::new(Mutex::new(pipes::StderrTail::default()));
         let stderr_shared = Arc::clone(&shared);
         let stderr_tail = Arc::clone(&tail);
@@ -186,7 +193,7 @@ impl Worker {
             id,
             pid,
             shared,
-            input: Mutex::new(Some(input_tx)),
+            input,
             ready: ready_rx,
             exited: exited_rx,
             threads: Mutex::new(vec![writer, reader]),
@@ -208,24 +215,20 @@ impl Worker {
         }
     }
 
-    /// Sends an invocation line; the reply arrives on the returned channel.
-    pub fn invoke(&self, id: &str, line: Vec<u8>) -> Receiver<Reply> {
-        let (tx, rx) = bounded(1);
+    /// Sends an invocation line; the reply arrives in the returned slot.
+    pub fn invoke(&self, id: &str, line: Vec<u8>) -> Arc<Oneshot<Reply>> {
+        let slot = Arc::new(Oneshot::new());
         let mut pending = self.shared.pending.lock();
         if let Some(reason) = &pending.exit {
-            let _ = tx.send(Reply::Crashed(reason.clone()));
-            return rx;
+            slot.put(Reply::Crashed(reason.clone()));
+            return slot;
         }
-        let sent = match self.input.lock().as_ref() {
-            Some(input) => input.try_send(line).is_ok(),
-            None => false,
-        };
-        if sent {
-            pending.waiting.insert(id.to_string(), tx);
+        if self.input.push(line) {
+            pending.waiting.insert(id.to_string(), Arc::clone(&slot));
         } else {
-            let _ = tx.send(Reply::Crashed("worker is not accepting input".into()));
+            slot.put(Reply::Crashed("worker is not accepting input".into()));
         }
-        rx
+        slot
     }
 
     /// Acknowledges `chunks` delivered chunks of the streamed body of `id`.
@@ -241,9 +244,7 @@ impl Worker {
     /// Sends a control line; if the input queue is full or closed it is dropped, and
     /// the caller's wait for the stream's next event runs into its deadline instead.
     fn control(&self, line: Vec<u8>) {
-        if let Some(input) = self.input.lock().as_ref() {
-            let _ = input.try_send(line);
-        }
+        let _ = self.input.push(line);
     }
 
     /// Why the worker exited, or `fallback` while that is not known yet.
@@ -312,7 +313,7 @@ impl Worker {
     /// Closes stdin (the worker finishes in-flight work and exits), waits up to `grace`,
     /// then kills it; joins its threads either way.
     pub fn stop(&self, grace: Duration) {
-        self.input.lock().take();
+        self.input.close();
         let deadline = Instant::now() + grace;
         if !matches!(self.exited.recv_deadline(deadline), Err(e) if e.is_disconnected()) {
             self.kill("did not exit within the grace period");
@@ -346,7 +347,7 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        self.input.lock().take();
+        self.input.close();
         self.kill("dropped");
         self.join();
     }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Sender, TrySendError};
 use parking_lot::Mutex;
 
+use super::handoff::LineQueue;
 use super::lines::LineReader;
 use super::process::kill_group;
 use super::protocol::{parse_line, ErrorMsg, FromWorker};
@@ -36,15 +37,18 @@ pub fn start(name: String, body: impl FnOnce() + Send + 'static) -> JoinHandle<(
         .expect("failed to start a worker pipe thread")
 }
 
-/// Writes queued protocol lines to the child's stdin until the channel closes, flushing
-/// whenever the queue is empty. Ending drops stdin, which tells the worker to exit.
-pub fn write_stdin(stdin: ChildStdin, lines: Receiver<Vec<u8>>) {
+/// Writes queued protocol lines to the child's stdin until the queue closes, each batch
+/// of queued lines in as few writes as the buffer allows. Ending drops stdin, which
+/// tells the worker to exit.
+pub fn write_stdin(stdin: ChildStdin, lines: &LineQueue) {
     let mut out = BufWriter::with_capacity(64 * 1024, stdin);
-    for line in lines.iter() {
-        if out.write_all(&line).is_err() {
-            return;
+    while let Some(batch) = lines.take_all() {
+        for line in batch {
+            if out.write_all(&line).is_err() {
+                return;
+            }
         }
-        if lines.is_empty() && out.flush().is_err() {
+        if out.flush().is_err() {
             return;
         }
     }
@@ -254,7 +258,7 @@ pub fn read_stdout(
         std::mem::take(&mut pending.waiting)
     };
     for (_, reply) in waiting {
-        let _ = reply.send(Reply::Crashed(reason.clone()));
+        reply.put(Reply::Crashed(reason.clone()));
     }
     drop(streams);
     let _ = ready.try_send(Err(reason));
@@ -265,7 +269,10 @@ pub fn read_stdout(
 fn deliver(shared: &Shared, id: &str, reply: Reply) -> bool {
     let waiting = shared.pending.lock().waiting.remove(id);
     match waiting {
-        Some(tx) => tx.send(reply).is_ok(),
+        Some(slot) => {
+            slot.put(reply);
+            true
+        }
         None => {
             log::debug!(
                 "dropping a reply nobody waits for function={} invocation={id}",
