@@ -155,18 +155,16 @@ impl Worker {
             pending: Mutex::new(Pending::default()),
             killed_for: Mutex::new(None),
         });
-        let input = Arc::new(LineQueue::new(64));
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let input = Arc::new(LineQueue::new(stdin, 64));
         let writer_input = Arc::clone(&input);
         let (ready_tx, ready_rx) = bounded(1);
         let (exited_tx, exited_rx) = bounded(0);
 
-        let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let name = |role: &str| format!("{}-{role}-{id}", spec.function);
-        let writer = pipes::start(name("stdin"), move || {
-            pipes::write_stdin(stdin, &writer_input)
-        });
+        let writer = pipes::start(name("stdin"), move || writer_input.run_writer());
         let tail = Arc::new(Mutex::new(pipes::StderrTail::default()));
         let stderr_shared = Arc::clone(&shared);
         let stderr_tail = Arc::clone(&tail);

@@ -1,8 +1,8 @@
-//! The bodies of a worker's three pipe threads: stdin writer, stdout reader, stderr drain.
+//! The bodies of a worker's stdout reader and stderr drain (the stdin writer is
+//! `handoff::LineQueue::run_writer`).
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufWriter, Write};
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, ExitStatus};
+use std::process::{Child, ChildStderr, ChildStdout, ExitStatus};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use parking_lot::Mutex;
 
-use super::handoff::LineQueue;
 use super::lines::LineReader;
 use super::process::kill_group;
 use super::protocol::{parse_line, ErrorMsg, FromWorker};
@@ -35,23 +34,6 @@ pub fn start(name: String, body: impl FnOnce() + Send + 'static) -> JoinHandle<(
         .name(name)
         .spawn(body)
         .expect("failed to start a worker pipe thread")
-}
-
-/// Writes queued protocol lines to the child's stdin until the queue closes, each batch
-/// of queued lines in as few writes as the buffer allows. Ending drops stdin, which
-/// tells the worker to exit.
-pub fn write_stdin(stdin: ChildStdin, lines: &LineQueue) {
-    let mut out = BufWriter::with_capacity(64 * 1024, stdin);
-    while let Some(batch) = lines.take_all() {
-        for line in batch {
-            if out.write_all(&line).is_err() {
-                return;
-            }
-        }
-        if out.flush().is_err() {
-            return;
-        }
-    }
 }
 
 /// The last lines the child wrote to stderr.
