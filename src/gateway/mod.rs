@@ -299,7 +299,7 @@ fn serve_requests(context: Arc<Context>) {
         drop(server);
         match received {
             Ok(Some(request)) => {
-                context.activity.touch();
+                context.activity.touch(request.remote_addr().copied());
                 let took_last = threads.idle.fetch_sub(1, Ordering::AcqRel) == 1;
                 grow(&context, took_last);
                 context.in_flight.fetch_add(1, Ordering::AcqRel);

@@ -19,16 +19,19 @@
 //! takes the first queued one. So a stuck connection waits two or three intervals.
 //! tiny_http reads an empty connection as end of input and drops it without a word; our
 //! code never sees it. A connection with unread bytes for another reason (a client
-//! pipelining requests) costs a needless nudge. When the gateway has had no request for
-//! [`QUIET`], nothing is read or sent: a burst always produces requests, from the
-//! connections that were not stuck.
+//! pipelining requests) costs a needless nudge. The tables are read only within
+//! [`QUIET`] of a request from a connection not seen before (or while a connection waits
+//! for its second look): a burst always brings such requests, from the connections that
+//! were not stuck, and a steady load over kept-alive connections costs nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use super::Context;
 
@@ -36,33 +39,50 @@ use super::Context;
 /// kernel time on a host with many sockets, so not more often.
 pub const INTERVAL: Duration = Duration::from_millis(250);
 
-/// How long after the last request the nudges go on.
+/// How long after the last request from a new connection the tables are read.
 pub const QUIET: Duration = Duration::from_secs(2);
 
-/// When the gateway last received a request, in milliseconds since `epoch`.
+/// Connections remembered at most; past it, those quiet for a minute are forgotten.
+const REMEMBERED: usize = 4096;
+
+/// When the gateway last saw a request from a connection it had not seen before, in
+/// milliseconds since `epoch`: a burst of new connections is what can leave one stuck,
+/// and such a burst always brings requests from the connections that were not.
 pub struct Activity {
     epoch: Instant,
-    last_ms: AtomicU64,
+    last_new_ms: AtomicU64,
+    /// Peer address of each connection seen, with when it was last seen.
+    seen: Mutex<HashMap<SocketAddr, u64>>,
 }
 
 impl Activity {
     pub fn new() -> Activity {
         Activity {
             epoch: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            last_new_ms: AtomicU64::new(0),
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Called by a gateway thread for every request it takes.
-    pub fn touch(&self) {
+    /// Called by a gateway thread for every request it takes, with the client's address.
+    pub fn touch(&self, peer: Option<SocketAddr>) {
         let now = self.epoch.elapsed().as_millis() as u64;
-        self.last_ms.store(now, Ordering::Relaxed);
+        let Some(peer) = peer else {
+            return;
+        };
+        let mut seen = self.seen.lock();
+        if seen.insert(peer, now).is_none() {
+            self.last_new_ms.store(now, Ordering::Relaxed);
+            if seen.len() > REMEMBERED {
+                seen.retain(|_, at| now.saturating_sub(*at) < 60_000);
+            }
+        }
     }
 
-    /// Whether a request was taken within `quiet` of now (or since start-up).
+    /// Whether a new connection brought a request within `quiet` of now.
     fn recent(&self, quiet: Duration) -> bool {
         let now = self.epoch.elapsed().as_millis() as u64;
-        now.saturating_sub(self.last_ms.load(Ordering::Relaxed)) <= quiet.as_millis() as u64
+        now.saturating_sub(self.last_new_ms.load(Ordering::Relaxed)) <= quiet.as_millis() as u64
     }
 }
 
@@ -86,8 +106,8 @@ pub fn run(context: Arc<Context>) {
     let mut before: HashSet<String> = HashSet::new();
     while !context.closed.load(Ordering::Acquire) {
         thread::sleep(INTERVAL);
-        if context.closed.load(Ordering::Acquire) || !context.activity.recent(QUIET) {
-            before.clear();
+        let looking = !before.is_empty() || context.activity.recent(QUIET);
+        if context.closed.load(Ordering::Acquire) || !looking {
             continue;
         }
         let now: HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
@@ -206,15 +226,21 @@ mod tests {
     }
 
     #[test]
-    fn activity_is_recent_only_within_the_quiet_time() {
+    fn only_a_new_connection_counts_as_recent() {
         let activity = Activity::new();
-        activity.touch();
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        activity.touch(Some(peer));
         assert!(activity.recent(QUIET));
-        activity.last_ms.store(0, Ordering::Relaxed);
+        activity.last_new_ms.store(0, Ordering::Relaxed);
         let later = Activity {
             epoch: Instant::now() - Duration::from_secs(10),
-            last_ms: AtomicU64::new(0),
+            last_new_ms: AtomicU64::new(0),
+            seen: Mutex::new(HashMap::new()),
         };
-        assert!(!later.recent(QUIET));
+        later.touch(Some(peer));
+        assert!(later.recent(QUIET), "a new connection");
+        later.last_new_ms.store(0, Ordering::Relaxed);
+        later.touch(Some(peer));
+        assert!(!later.recent(QUIET), "the same connection again");
     }
 }
