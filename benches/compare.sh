@@ -10,8 +10,9 @@
 # within each round: Bun.serve direct, our HTTP gateway, our socket INVOKE and workerd,
 # at 1 and at 50 connections, for a JSON hello-world (GET) and a 64 KiB binary echo
 # (POST), all on benches/compare/handler.mjs. Then cold starts against bare Bun start-up
-# and memory (benches/compare/startup.ts). benches/compare/table.ts prints the table and
-# writes it into docs/performance.md between its `compare` markers.
+# and memory (benches/compare/startup.ts). Every server is warmed up first (3 s at 50
+# connections, not measured). benches/compare/table.ts prints the table and writes it
+# into docs/performance.md between its `compare` markers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -106,6 +107,14 @@ peak_rss() {
         sleep 0.5
     done
 }
+
+# Warm-up, not measured: every server gets its 50 connections, threads and JIT before
+# the rounds (our pool starts its workers, the gateway grows its threads).
+echo "== warm-up"
+for target in bun gateway workerd; do
+    wrk -t2 -c50 -d3s "$(url "$target")" >/dev/null
+done
+"$LOAD" "$WORK/functions.sock" hello 50 3 >/dev/null
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"

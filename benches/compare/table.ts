@@ -12,7 +12,11 @@ import { join } from "node:path";
 
 const [resultsPath, memoryPath, runSeconds, rounds] = process.argv.slice(2);
 const ROOT = join(import.meta.dir, "../..");
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid] : Math.round((s[mid - 1] + s[mid]) / 2);
+};
 
 type Key = string;
 const runs = new Map<Key, { rps: number[]; p50: number[]; p99: number[]; errors: number }>();
