@@ -106,12 +106,7 @@ impl Answer {
             (true, Some(declared)) => declared,
             _ => self.body.len(),
         };
-        let headers = self
-            .wire_headers(invocation)
-            .into_iter()
-            .map(|(n, v)| Header::from_bytes(n.as_bytes(), v.as_bytes()))
-            .collect::<Result<Vec<_>, _>>()
-            .expect("wire headers are checked");
+        let headers = self.tiny_headers(invocation);
         Response::new(
             StatusCode(self.status),
             headers,
@@ -124,16 +119,20 @@ impl Answer {
 }
 
 impl Answer {
+    /// [`Answer::wire_headers`] as tiny_http headers.
+    fn tiny_headers(&self, invocation: &str) -> Vec<Header> {
+        self.wire_headers(invocation)
+            .into_iter()
+            .map(|(n, v)| Header::from_bytes(n.as_bytes(), v.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("wire headers are checked: tokens, ASCII values without CR, LF or NUL")
+    }
+
     /// The head of a streamed answer without its body (HEAD, or a status that has none):
     /// no `Content-Length`, since the body's length is unknown; tiny_http then says
     /// chunked, as the GET would be, and sends no body for HEAD.
     pub fn into_head_of_stream(self, invocation: &str) -> Response<Cursor<Vec<u8>>> {
-        let headers = self
-            .wire_headers(invocation)
-            .into_iter()
-            .map(|(n, v)| Header::from_bytes(n.as_bytes(), v.as_bytes()))
-            .collect::<Result<Vec<_>, _>>()
-            .expect("wire headers are checked");
+        let headers = self.tiny_headers(invocation);
         let length = matches!(self.status, 100..=199 | 204 | 304).then_some(0);
         Response::new(
             StatusCode(self.status),
