@@ -1,5 +1,5 @@
 //! `invoke(invocation)`: route by name, get a worker from the pool, send the request, and
-//! wait for the reply against the deadline with `select!`. A worker that misses the
+//! wait for the reply against the deadline (`worker::Oneshot`). A worker that misses the
 //! deadline is killed and replaced; one that crashed is discarded. Every outcome says
 //! whether it needed a cold start and how long it took.
 
