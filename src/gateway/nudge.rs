@@ -148,8 +148,9 @@ pub fn run(context: Arc<Context>) {
             false => now.intersection(&before).count(),
         };
         if bursting || !now.is_empty() {
-            // Look again soon, but spend at most a tenth of the time reading tables.
-            wait = FAST.max(began.elapsed() * 10).min(INTERVAL);
+            // Look again soon, but spend at most a tenth of the time reading tables (a
+            // look can take tens of milliseconds with many TIME_WAIT sockets).
+            wait = FAST.max(began.elapsed() * 10);
         }
         before = now;
         if unread > 0 {

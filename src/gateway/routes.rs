@@ -68,9 +68,23 @@ pub fn handle(mut request: Request, context: &Context) {
         (stream, _) => {
             if let Some(stream) = stream {
                 // HTTP/1.0 with keep-alive: the whole body, bounded.
-                match stream.collect() {
-                    Ok(body) => answer.body = body,
-                    Err(e) => {
+                match streaming::collect(&request, stream, context.local_addr.port()) {
+                    None => {
+                        streamed_note = " cut=\"the client went away\"".into();
+                        log_access(
+                            &method,
+                            &path,
+                            status,
+                            &function,
+                            &id,
+                            cold,
+                            started,
+                            &streamed_note,
+                        );
+                        return;
+                    }
+                    Some(Ok(body)) => answer.body = body,
+                    Some(Err(e)) => {
                         answer = answer::stream_failed(e);
                         answer.function = function.clone();
                         answer.cold = cold;
@@ -83,11 +97,35 @@ pub fn handle(mut request: Request, context: &Context) {
             }
         }
     }
-    // Method and path come from the client: escaped, they cannot forge log lines.
+    log_access(
+        &method,
+        &path,
+        status,
+        &function,
+        &id,
+        cold,
+        started,
+        &streamed_note,
+    );
+}
+
+/// One access line. Method and path come from the client: escaped, they cannot forge log
+/// lines.
+#[allow(clippy::too_many_arguments)]
+fn log_access(
+    method: &Method,
+    path: &str,
+    status: u16,
+    function: &Option<String>,
+    id: &str,
+    cold: Option<bool>,
+    started: Instant,
+    note: &str,
+) {
     log::info!(
-        "{} {} status={status} function={} invocation={id} cold={} duration_ms={}{streamed_note}",
+        "{} {} status={status} function={} invocation={id} cold={} duration_ms={}{note}",
         escape_controls(method.as_str()),
-        escape_controls(&path),
+        escape_controls(path),
         function.as_deref().unwrap_or("-"),
         cold.map_or("-", |c| if c { "true" } else { "false" }),
         started.elapsed().as_millis()

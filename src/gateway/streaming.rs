@@ -156,6 +156,31 @@ pub fn respond(
     streamed
 }
 
+/// The whole body, for a client that must get a length first (HTTP/1.0 with keep-alive),
+/// bounded by `max_response_size`. While the function is quiet the client is checked
+/// every [`QUIET_CHECK`]; one that left cancels the stream (`None`).
+pub fn collect(
+    request: &Request,
+    mut body: Box<BodyStream>,
+    port: u16,
+) -> Option<Result<Vec<u8>, crate::stream::StreamError>> {
+    let peer = request.remote_addr().map(|p| canonical(*p));
+    let mut whole = Vec::new();
+    loop {
+        match body.poll_chunk(QUIET_CHECK) {
+            Ok(Polled::Chunk(bytes)) => whole.extend_from_slice(&bytes),
+            Ok(Polled::End) => return Some(Ok(whole)),
+            Ok(Polled::Quiet) => {
+                if peer.is_some_and(|peer| client_gone(peer, port)) {
+                    body.abort("the client went away");
+                    return None;
+                }
+            }
+            Err(e) => return Some(Err(e)),
+        }
+    }
+}
+
 /// Whether the client of the connection from `peer` to the gateway's `port` is gone:
 /// the connection is closing on the client's side, reset, or no longer in the table.
 fn client_gone(peer: SocketAddr, port: u16) -> bool {

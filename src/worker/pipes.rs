@@ -189,6 +189,15 @@ pub fn read_stdout(
             Some(FromWorker::Log { id, level, message }) => {
                 log_output(shared, id.as_deref(), &level, &message);
             }
+            // A line that looks like a protocol message but does not parse was cut short
+            // (the worker was killed while writing it): it may hold another request's
+            // body, so it is dropped, not stored as output.
+            None if buf.starts_with(br#"{"type":"#) => log::warn!(
+                "dropping a protocol message cut short ({} bytes) function={} worker={}",
+                buf.len(),
+                shared.function,
+                shared.worker_id
+            ),
             None => log_output(shared, None, "stdout", &with_marker(&buf, 0)),
         }
     }

@@ -300,3 +300,25 @@ fn functions_cli(socket: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(output.stdout).expect("stdout is UTF-8")
 }
+
+/// Helper-found: a worker killed while writing a reply left the cut-off line (with a
+/// request's body in base64) in the function's logs as its output.
+#[test]
+fn a_protocol_line_cut_short_is_dropped_not_stored_as_output() {
+    let source = r#"export default async () => {
+        await Bun.write(Bun.stdout, '\n{"type":"chunk","id":"x","data":"U0VDUkVUNTE3Mg\n');
+        console.log("visible 5172");
+        return new Response("ok\n");
+    };"#;
+    let server = Server::builder().function("cut.ts", source).start();
+    let response = server.get("/functions/cut");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let dropped = server.wait_for_log("dropping a protocol message cut short", DEADLINE);
+    assert!(dropped, "{}", server.logs_tail(3000));
+    assert!(server.wait_for_log("visible 5172", DEADLINE));
+    assert!(
+        !server.logs().contains("U0VDUkVUNTE3Mg"),
+        "{}",
+        server.logs_tail(3000)
+    );
+}

@@ -366,6 +366,25 @@ fn a_client_that_leaves_a_quiet_stream_frees_the_worker_within_seconds() {
         took < Duration::from_secs(5),
         "the worker was held {took:?}"
     );
+
+    // An HTTP/1.0 keep-alive client waits for the whole body (it needs a length); leaving
+    // frees the worker the same way.
+    let keep_alive = "HTTP/1.0\r\nConnection: keep-alive";
+    let conn = open(server.addr(), "/functions/streams/quiet", keep_alive, "GET");
+    thread::sleep(Duration::from_millis(500));
+    let left = Instant::now();
+    drop(conn);
+    let state = server.get("/functions/streams/state");
+    let took = left.elapsed();
+    assert_eq!(
+        state.json()["cancelled"],
+        2,
+        "the collected stream was not cancelled"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the worker was held {took:?}"
+    );
 }
 
 #[test]
