@@ -10,7 +10,7 @@ use tiny_http::{Method, Request};
 
 use super::answer::{self, Answer};
 use super::request::{self, BodyError};
-use super::streaming::{self, Delivery};
+use super::streaming;
 use super::Context;
 use crate::observe::escape_controls;
 use crate::registry::{valid_name, Route};
@@ -40,92 +40,22 @@ pub fn handle(mut request: Request, context: &Context) {
 
     let function = answer.function.clone();
     let cold = answer.cold;
-    let mut status = answer.status;
-    let mut streamed_note = String::new();
-    let is_head = method == Method::Head;
-    let how = answer
-        .stream
-        .as_ref()
-        .map(|_| streaming::delivery(&request, answer.status));
-    match (answer.stream.take(), how) {
-        (Some(stream), Some(how @ (Delivery::Chunked | Delivery::UntilClose))) => {
-            let port = context.local_addr.port();
-            let streamed = streaming::respond(request, answer, stream, &id, how, port);
-            status = streamed.status;
-            streamed_note = format!(" streamed_bytes={}", streamed.bytes);
-            if let Some(cut) = streamed.cut {
-                streamed_note.push_str(&format!(" cut={cut:?}"));
-            }
-        }
-        (Some(stream), Some(Delivery::HeadOnly)) => {
-            // HEAD, or a status without a body: the head, with no length to promise.
-            stream.abort("the answer has no body");
-            let response = answer.into_head_of_stream(&id);
-            if let Err(e) = request.respond(response) {
-                log::debug!("failed to write the response invocation={id}: {e}");
-            }
-        }
-        (stream, _) => {
-            if let Some(stream) = stream {
-                // HTTP/1.0 with keep-alive: the whole body, bounded.
-                match streaming::collect(&request, stream, context.local_addr.port()) {
-                    None => {
-                        streamed_note = " cut=\"the client went away\"".into();
-                        log_access(
-                            &method,
-                            &path,
-                            status,
-                            &function,
-                            &id,
-                            cold,
-                            started,
-                            &streamed_note,
-                        );
-                        return;
-                    }
-                    Some(Ok(body)) => answer.body = body,
-                    Some(Err(e)) => {
-                        answer = answer::stream_failed(e);
-                        answer.function = function.clone();
-                        answer.cold = cold;
-                        status = answer.status;
-                    }
-                }
-            }
+    let (status, note) = match answer.stream.take() {
+        Some(stream) => streaming::deliver(request, answer, stream, &id, context.local_addr.port()),
+        None => {
+            let status = answer.status;
+            let is_head = method == Method::Head;
             if let Err(e) = request.respond(answer.into_response(&id, is_head)) {
                 log::debug!("failed to write the response invocation={id}: {e}");
             }
+            (status, String::new())
         }
-    }
-    log_access(
-        &method,
-        &path,
-        status,
-        &function,
-        &id,
-        cold,
-        started,
-        &streamed_note,
-    );
-}
-
-/// One access line. Method and path come from the client: escaped, they cannot forge log
-/// lines.
-#[allow(clippy::too_many_arguments)]
-fn log_access(
-    method: &Method,
-    path: &str,
-    status: u16,
-    function: &Option<String>,
-    id: &str,
-    cold: Option<bool>,
-    started: Instant,
-    note: &str,
-) {
+    };
+    // Method and path come from the client: escaped, they cannot forge log lines.
     log::info!(
         "{} {} status={status} function={} invocation={id} cold={} duration_ms={}{note}",
         escape_controls(method.as_str()),
-        escape_controls(path),
+        escape_controls(&path),
         function.as_deref().unwrap_or("-"),
         cold.map_or("-", |c| if c { "true" } else { "false" }),
         started.elapsed().as_millis()

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tiny_http::{Method, Request, StatusCode};
 
-use super::answer::Answer;
+use super::answer::{self, Answer};
 use crate::stream::{BodyStream, Polled};
 
 /// How often a quiet stream checks that its client is still there.
@@ -37,7 +37,7 @@ pub struct Streamed {
 
 /// How a streamed body reaches a client.
 #[derive(Debug, PartialEq)]
-pub enum Delivery {
+enum Delivery {
     /// HTTP/1.1: chunked transfer encoding, as it comes.
     Chunked,
     /// HTTP/1.0 without keep-alive: the bytes as they come, the end of the connection
@@ -49,7 +49,7 @@ pub enum Delivery {
     Collect,
 }
 
-pub fn delivery(request: &Request, status: u16) -> Delivery {
+fn delivery(request: &Request, status: u16) -> Delivery {
     if *request.method() == Method::Head || matches!(status, 100..=199 | 204 | 304) {
         return Delivery::HeadOnly;
     }
@@ -67,9 +67,60 @@ pub fn delivery(request: &Request, status: u16) -> Delivery {
     }
 }
 
+/// Answers `request` with a streamed body the way [`delivery`] says, and returns the
+/// status sent and a note for the access line (bytes streamed, why it was cut). `port`
+/// is the gateway's, to find the connection in the kernel's table.
+pub fn deliver(
+    request: Request,
+    mut answer: Answer,
+    stream: Box<BodyStream>,
+    id: &str,
+    port: u16,
+) -> (u16, String) {
+    let how = delivery(&request, answer.status);
+    let mut status = answer.status;
+    let mut note = String::new();
+    match how {
+        Delivery::Chunked | Delivery::UntilClose => {
+            let streamed = respond(request, answer, stream, id, how, port);
+            status = streamed.status;
+            note = format!(" streamed_bytes={}", streamed.bytes);
+            if let Some(cut) = streamed.cut {
+                note.push_str(&format!(" cut={cut:?}"));
+            }
+            return (status, note);
+        }
+        Delivery::HeadOnly => {
+            // HEAD, or a status without a body: the head, with no length to promise.
+            stream.abort("the answer has no body");
+            let response = answer.into_head_of_stream(id);
+            if let Err(e) = request.respond(response) {
+                log::debug!("failed to write the response invocation={id}: {e}");
+            }
+            return (status, note);
+        }
+        Delivery::Collect => match collect(&request, stream, port) {
+            None => return (status, " cut=\"the client went away\"".into()),
+            Some(Ok(body)) => answer.body = body,
+            Some(Err(e)) => {
+                let failed = answer::stream_failed(e);
+                status = failed.status;
+                answer = Answer {
+                    function: answer.function,
+                    cold: answer.cold,
+                    ..failed
+                };
+            }
+        },
+    }
+    if let Err(e) = request.respond(answer.into_response(id, false)) {
+        log::debug!("failed to write the response invocation={id}: {e}");
+    }
+    (status, note)
+}
+
 /// Writes the head at once, then the body as it comes (`Chunked` or `UntilClose`).
-/// `port` is the gateway's, to find the connection in the kernel's table.
-pub fn respond(
+fn respond(
     request: Request,
     answer: Answer,
     mut body: Box<BodyStream>,
@@ -159,7 +210,7 @@ pub fn respond(
 /// The whole body, for a client that must get a length first (HTTP/1.0 with keep-alive),
 /// bounded by `max_response_size`. While the function is quiet the client is checked
 /// every [`QUIET_CHECK`]; one that left cancels the stream (`None`).
-pub fn collect(
+fn collect(
     request: &Request,
     mut body: Box<BodyStream>,
     port: u16,
