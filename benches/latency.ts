@@ -11,6 +11,7 @@
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { startFunctions } from "./server.ts";
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: number) => {
@@ -41,29 +42,8 @@ async function warm(url: string): Promise<number[]> {
   return samples;
 }
 
-async function startServer(idle: string): Promise<{ url: string; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), "bench-"));
-  writeFileSync(join(dir, "hello.ts"), HANDLER);
-  const conf = join(dir, "functions.conf");
-  writeFileSync(conf, `idle_timeout = ${idle}\nlog_level = warn\nbun_path = ${join(ROOT, "bun/node_modules/.bin/bun")}\n`);
-  const proc = Bun.spawn([BINARY, "serve", "--config", conf, "--data-dir", join(dir, "data"),
-    "--http-port", "0", "--functions-dir", dir, "--log-level", "info"], { stderr: "pipe", stdout: "ignore" });
-  const reader = proc.stderr.getReader();
-  let text = "";
-  let port = 0;
-  while (!port) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited:\n${text}`);
-    text += new TextDecoder().decode(value);
-    const m = text.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-    if (m) port = Number(m[1]);
-  }
-  (async () => { while (!(await reader.read()).done); })(); // keep draining the log
-  return {
-    url: `http://127.0.0.1:${port}/functions/hello`,
-    stop: async () => { proc.kill("SIGTERM"); await proc.exited; rmSync(dir, { recursive: true, force: true }); },
-  };
-}
+const startServer = (idle: string) =>
+  startFunctions(BINARY, join(ROOT, "bun/node_modules/.bin/bun"), "hello.ts", HANDLER, idle);
 
 // Direct Bun.serve of the same handler, in a child Bun process like our workers.
 async function bunServe(): Promise<{ url: string; stop: () => Promise<void> }> {

@@ -9,9 +9,9 @@
 // - server_idle_kib: the control plane's VmRSS with one idle warm worker;
 // - worker_idle_kib: that worker's VmRSS after 200 requests;
 // - bare_bundle_kib: VmRSS of a bare Bun process that imported the same bundle.
-import { mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { startFunctions } from "../server.ts";
 
 const [binary, bun, runsArg] = process.argv.slice(2);
 const RUNS = Number(runsArg ?? 20);
@@ -25,29 +25,8 @@ const children = (pid: number): number[] =>
   readdirSync(`/proc/${pid}/task`).flatMap((t) =>
     readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number));
 
-async function startServer(idle: string) {
-  const dir = mkdtempSync(join(tmpdir(), "compare-startup-"));
-  writeFileSync(join(dir, "hello.js"), readFileSync(join(HERE, "handler.mjs")));
-  const conf = join(dir, "functions.conf");
-  writeFileSync(conf, `idle_timeout = ${idle}\nbun_path = ${bun}\n`);
-  const proc = Bun.spawn([binary, "serve", "--config", conf, "--data-dir", join(dir, "data"),
-    "--socket", join(dir, "s.sock"), "--http-port", "0", "--functions-dir", dir], { stderr: "pipe", stdout: "ignore" });
-  const reader = proc.stderr.getReader();
-  let text = "";
-  let port = 0;
-  while (!port) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited:\n${text}`);
-    text += new TextDecoder().decode(value);
-    const m = text.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
-    if (m) port = Number(m[1]);
-  }
-  (async () => { while (!(await reader.read()).done); })();
-  return {
-    proc, dir, url: `http://127.0.0.1:${port}/functions/hello`,
-    stop: async () => { proc.kill("SIGTERM"); await proc.exited; rmSync(dir, { recursive: true, force: true }); },
-  };
-}
+const startServer = (idle: string) =>
+  startFunctions(binary, bun, "hello.js", readFileSync(join(HERE, "handler.mjs"), "utf8"), idle);
 
 async function timed(url: string): Promise<[number, Response]> {
   const start = performance.now();
